@@ -1,0 +1,148 @@
+"""The config file's schema: what an operator may write in `keyway.yaml`, with its defaults.
+
+Read once at start-up by `gateway.config_load`, then frozen. Field docstrings are the reference.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "BreakerConfig",
+    "ClientConfig",
+    "Config",
+    "DeploymentConfig",
+    "KeyConfig",
+    "ModelConfig",
+    "PriceConfig",
+    "ProviderConfig",
+    "ProviderKind",
+    "RedisConfig",
+    "RoutingConfig",
+    "ServerConfig",
+    "Strategy",
+]
+
+ProviderKind = Literal["openai", "anthropic", "openai-compatible", "azure-openai"]
+Strategy = Literal["least-utilised", "weighted", "priority", "lowest-cost", "lowest-latency"]
+
+
+class _Section(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """A config section: unknown fields are a typo, so they stop start-up."""
+
+
+class KeyConfig(_Section):
+    id: str
+    """Stable id of the upstream key: shown in logs, metrics and headers instead of the secret."""
+    secret: str
+    """`env:NAME` (read from the environment at start-up) or the literal secret."""
+    rpm: int | None = None
+    """Requests per 60 s window the upstream allows this key; none = unlimited."""
+    tpm: int | None = None
+    """Tokens (prompt + completion) per 60 s window; none = unlimited."""
+    max_concurrency: int | None = None
+    """Requests in flight at once on this key, across all replicas."""
+    weight: int = 1
+    """Share of traffic under the `weighted` strategy."""
+
+
+class ProviderConfig(_Section):
+    kind: ProviderKind
+    base_url: str
+    """e.g. https://api.openai.com/v1 (OpenAI kinds) or https://api.anthropic.com (Anthropic)."""
+    keys: list[KeyConfig]
+    timeout_s: float = 60.0
+    """Longest wait for the response headers and between two streamed chunks."""
+    connect_timeout_s: float = 5.0
+    api_version: str | None = None
+    """Azure OpenAI `api-version` query parameter."""
+    anthropic_version: str = "2023-06-01"
+    """`anthropic-version` header sent when the client did not send one."""
+
+
+class DeploymentConfig(_Section):
+    provider: str
+    model: str
+    """The model name the provider knows (an Azure deployment name for azure-openai)."""
+
+
+class ModelConfig(_Section):
+    deployments: list[DeploymentConfig]
+    strategy: Strategy = "least-utilised"
+    fallbacks: list[str] = []
+    """Aliases tried, in order, once every deployment of this alias failed or is exhausted."""
+
+
+class ClientConfig(_Section):
+    id: str
+    key: str
+    """`env:NAME` or the literal client key; only its HMAC digest is kept in memory."""
+    rpm: int | None = None
+    tpm: int | None = None
+    models: list[str] = ["*"]
+    """Aliases this key may call; `*` allows every alias."""
+    budget_daily_usd: float | None = None
+    budget_monthly_usd: float | None = None
+
+
+class PriceConfig(_Section):
+    input: float
+    """USD per million prompt tokens."""
+    output: float
+    """USD per million completion tokens."""
+
+
+class RedisConfig(_Section):
+    url: str | None = None
+    """redis://, rediss://, redis+cluster:// or redis+sentinel://; none = embedded store."""
+    prefix: str = "kw"
+    timeout_s: float = 0.5
+    """Socket timeout of every Redis call."""
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_body_bytes: int = 4 * 1024 * 1024
+    """Requests above this size get 413."""
+    shutdown_timeout_s: float = 600.0
+    """How long in-flight requests and streams may run on after SIGTERM."""
+
+
+class BreakerConfig(_Section):
+    consecutive_failures: int = 5
+    failure_rate_pct: int = 50
+    min_requests: int = 20
+    window_s: float = 60.0
+    open_s: float = 5.0
+    """First open period; doubles on each failed probe, up to `max_open_s`."""
+    max_open_s: float = 300.0
+
+
+class RoutingConfig(_Section):
+    max_attempts: int = 4
+    """Upstream attempts per request, across keys, deployments and fallbacks."""
+    deadline_s: float = 120.0
+    """No new attempt starts after this long."""
+    lease_ttl_s: float = 600.0
+    """A lease not settled by then (dead replica) is released by the next acquire."""
+    cooldown_s: float = 30.0
+    """Cooldown of a key after a 429 without Retry-After (KEY_COOLDOWN_SECONDS)."""
+    max_cooldown_s: float = 600.0
+    default_max_tokens: int = 1024
+    """Completion tokens reserved when the request does not say `max_tokens`."""
+    breaker: BreakerConfig = BreakerConfig()
+
+
+class Config(_Section):
+    providers: dict[str, ProviderConfig]
+    models: dict[str, ModelConfig]
+    clients: list[ClientConfig] = []
+    prices: dict[str, PriceConfig] = {}
+    redis: RedisConfig = RedisConfig()
+    server: ServerConfig = ServerConfig()
+    routing: RoutingConfig = RoutingConfig()

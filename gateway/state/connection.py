@@ -1,0 +1,61 @@
+"""Open the Redis client a URL names: standalone, Sentinel, Cluster, or the embedded store."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import Sentinel
+
+__all__ = ["RedisHandle", "open_redis"]
+
+log = logging.getLogger("keyway.state")
+
+
+class RedisHandle:
+    """A connected client and what kind of deployment it talks to."""
+
+    def __init__(self, client: Any, *, cluster: bool, embedded: bool, description: str) -> None:
+        self.client = client
+        self.cluster = cluster
+        self.embedded = embedded
+        self.description = description
+
+
+def _embedded() -> RedisHandle:
+    import fakeredis  # imported lazily: only the embedded store needs it
+
+    server = fakeredis.FakeServer()
+    client = fakeredis.FakeAsyncRedis(server=server, decode_responses=True)
+    return RedisHandle(client, cluster=False, embedded=True, description="embedded (in-process)")
+
+
+def open_redis(url: str | None, *, timeout_s: float = 0.5) -> RedisHandle:
+    """`None` -> the embedded store; `redis+cluster://` -> Cluster; `redis+sentinel://h:p/name`."""
+    if not url:
+        return _embedded()
+    parts = urlsplit(url)
+    common: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+    }
+    safe = urlunsplit((parts.scheme, parts.hostname or "", parts.path, "", ""))
+    if parts.scheme in ("redis+cluster", "rediss+cluster"):
+        plain = url.replace("+cluster", "", 1)
+        cluster = RedisCluster.from_url(plain, **common)
+        return RedisHandle(cluster, cluster=True, embedded=False, description=f"cluster {safe}")
+    if parts.scheme in ("redis+sentinel", "rediss+sentinel"):
+        service = parts.path.strip("/") or "mymaster"
+        hosts = [
+            (h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]) if ":" in h else 26379)
+            for h in (parts.netloc.rsplit("@", 1)[-1]).split(",")
+        ]
+        sentinel = Sentinel(hosts, **common)
+        master = sentinel.master_for(service, password=parts.password, **common)
+        return RedisHandle(master, cluster=False, embedded=False, description=f"sentinel {safe}")
+    client = aioredis.Redis.from_url(url, **common)
+    return RedisHandle(client, cluster=False, embedded=False, description=f"standalone {safe}")

@@ -1,0 +1,220 @@
+"""SharedState: the only door to Redis. Runs the Lua scripts, several per round trip.
+
+Calls that belong to one request step (admit the client + acquire a key, or settle both) go out
+together: one pipeline on standalone Redis, concurrent calls on Cluster (different slots). Either
+way the request pays one round trip of latency. A script Redis forgot (restart, failover) is
+loaded again and the call repeated, transparently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+
+from gateway.state.connection import RedisHandle
+from gateway.state.layout import client_prefix, pool_prefix
+from gateway.state.scripts import ACQUIRE, ALL_SCRIPTS, CLIENT_ADMIT, CLIENT_SETTLE, SETTLE, LuaScript
+
+__all__ = [
+    "Admission",
+    "Lease",
+    "NoKey",
+    "ScriptCall",
+    "SharedState",
+    "StateError",
+]
+
+
+class StateError(Exception):
+    """Redis could not answer (down, timeout, script error); wraps the client's exception."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptCall:
+    script: LuaScript
+    keys: tuple[str, ...]
+    args: tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A reserved upstream key: settle it exactly once (a second settle is a no-op)."""
+
+    provider: str
+    key_id: str
+    probe: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NoKey:
+    """No key of the pool fits now; `wait_ms` until one will (-1: not by waiting)."""
+
+    wait_ms: int
+    skipped: str
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    admitted: bool
+    wait_ms: int = 0
+    reason: str = ""
+
+
+def _is_noscript(exc: BaseException) -> bool:
+    return isinstance(exc, NoScriptError) or (
+        isinstance(exc, ResponseError) and str(exc).startswith("NOSCRIPT")
+    )
+
+
+class SharedState:
+    """Typed calls of the scripts in `lua/`, against one Redis deployment."""
+
+    def __init__(self, handle: RedisHandle, *, prefix: str = "kw") -> None:
+        self.handle = handle
+        self.prefix = prefix
+        self._redis: Any = handle.client
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def load_scripts(self) -> None:
+        """SCRIPT LOAD every script (on every primary, for a cluster)."""
+        try:
+            for script in ALL_SCRIPTS:
+                if self.handle.cluster:
+                    await self._redis.script_load(script.source, target_nodes="primaries")
+                else:
+                    sha = await self._redis.script_load(script.source)
+                    if sha != script.sha:
+                        raise StateError(f"{script.name}: Redis computed another SHA")
+        except RedisError as exc:
+            raise StateError(f"loading scripts: {exc}") from exc
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def _one(self, call: ScriptCall) -> Any:
+        try:
+            return await self._redis.evalsha(
+                call.script.sha, len(call.keys), *call.keys, *call.args
+            )
+        except RedisError as exc:
+            if not _is_noscript(exc):
+                raise
+        await self.load_scripts()
+        return await self._redis.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+
+    async def run(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Run the calls in one round trip; raises `StateError` if any of them failed."""
+        try:
+            if len(calls) == 1:
+                return [await self._one(calls[0])]
+            if self.handle.cluster:
+                return list(await asyncio.gather(*(self._one(c) for c in calls)))
+            return await self._pipelined(calls)
+        except (RedisError, OSError) as exc:
+            raise StateError(str(exc)) from exc
+
+    async def _pipelined(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        for attempt in (1, 2):
+            pipe = self._redis.pipeline(transaction=False)
+            for c in calls:
+                pipe.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(_is_noscript(r) for r in results if isinstance(r, Exception)):
+                # a NOSCRIPT reply means that call did not run: load, then send the whole
+                # batch again (the scripts are idempotent by request id)
+                await self.load_scripts()
+                continue
+            for r in results:
+                if isinstance(r, Exception):
+                    raise r
+            return results
+        raise StateError("scripts missing after reload")  # pragma: no cover
+
+    # -- script calls -----------------------------------------------------------------------
+
+    def acquire_call(
+        self,
+        provider: str,
+        request_id: str,
+        *,
+        tokens: int,
+        lease_ttl_ms: int,
+        strategy: str,
+        random: int,
+        candidates: Sequence[tuple[str | int, ...]],
+    ) -> ScriptCall:
+        """`candidates`: (key id, rpm, tpm, max concurrency, weight), 0 meaning no limit."""
+        p = pool_prefix(self.prefix, provider)
+        args: list[str | int] = [p, request_id, tokens, lease_ttl_ms, strategy, random, len(candidates)]
+        for cand in candidates:
+            args.extend(cand)
+        return ScriptCall(ACQUIRE, (f"{p}:leases",), tuple(args))
+
+    @staticmethod
+    def parse_acquire(provider: str, reply: Any) -> Lease | NoKey:
+        if int(reply[0]) == 1:
+            return Lease(provider=provider, key_id=str(reply[1]), probe=int(reply[2]) == 1)
+        return NoKey(wait_ms=int(reply[1]), skipped=str(reply[2]))
+
+    def client_admit_call(
+        self,
+        client_id: str,
+        request_id: str,
+        *,
+        rpm: int,
+        tpm: int,
+        tokens: int,
+        cost_micros: int,
+        budget_day_micros: int,
+        budget_month_micros: int,
+        hold_ttl_ms: int,
+    ) -> ScriptCall:
+        c = client_prefix(self.prefix, client_id)
+        return ScriptCall(
+            CLIENT_ADMIT,
+            (f"{c}:w",),
+            (c, request_id, rpm, tpm, tokens, cost_micros, budget_day_micros,
+             budget_month_micros, hold_ttl_ms),
+        )  # fmt: skip
+
+    @staticmethod
+    def parse_admit(reply: Any) -> Admission:
+        if int(reply[0]) == 1:
+            return Admission(admitted=True)
+        return Admission(admitted=False, wait_ms=int(reply[1]), reason=str(reply[2]))
+
+    def settle_call(self, provider: str, request_id: str, args: Sequence[str | int]) -> ScriptCall:
+        """`args`: ARGV[3..] of settle.lua (outcome, tokens, cooldown, ... model)."""
+        p = pool_prefix(self.prefix, provider)
+        return ScriptCall(SETTLE, (f"{p}:leases",), (p, request_id, *args))
+
+    def client_settle_call(
+        self,
+        client_id: str,
+        request_id: str,
+        *,
+        mode: str,
+        tokens_in: int,
+        tokens_out: int,
+        cost_micros: int,
+        model: str,
+    ) -> ScriptCall:
+        c = client_prefix(self.prefix, client_id)
+        return ScriptCall(
+            CLIENT_SETTLE,
+            (f"{c}:w",),
+            (c, request_id, mode, tokens_in, tokens_out, cost_micros, model),
+        )
+
+    async def aclose(self) -> None:
+        close = getattr(self._redis, "aclose", None)
+        if close is not None:
+            await close()

@@ -1,0 +1,196 @@
+-- acquire.lua: choose one upstream key of a provider pool and reserve it as a lease.
+--
+-- Every key touched shares the hash tag of KEYS[1], so the script stays in one Redis Cluster slot.
+-- KEYS[1]  <P>:leases      zset  request id -> lease expiry (ms); P = "<prefix>:{pool:<provider>}"
+-- ARGV[1]  P               key prefix of the pool (must carry the same hash tag as KEYS[1])
+-- ARGV[2]  request id      also the lease id; acquiring twice with one id returns the first lease
+-- ARGV[3]  token estimate  tokens reserved in the TPM window until settle (integer >= 0)
+-- ARGV[4]  lease ttl       (ms) a lease not settled by then is swept and its quota released
+-- ARGV[5]  strategy        least-utilised | weighted | priority | lowest-latency
+-- ARGV[6]  random          integer in [0, 1e6), the caller's randomness (ties, weighted choice)
+-- ARGV[7]  n               number of candidates, then 5 fields per candidate:
+-- ARGV[8+5i ..]            key id, rpm (0 = none), tpm (0 = none), max concurrency (0 = none), weight
+--
+-- returns {1, key id, probe (0|1)}                       the lease is held
+--      or {0, wait (ms, -1 = never by itself), skipped}  no key fits; skipped = "id=reason,..."
+local P = ARGV[1]
+local req = ARGV[2]
+local est = tonumber(ARGV[3])
+local ttl = tonumber(ARGV[4])
+local strategy = ARGV[5]
+local rnd = tonumber(ARGV[6])
+local n = tonumber(ARGV[7])
+if not est or est < 0 or not ttl or ttl <= 0 or not rnd or not n or n < 0 or #ARGV ~= 7 + 5 * n then
+  return redis.error_reply('ERR acquire: bad arguments')
+end
+if strategy ~= 'least-utilised' and strategy ~= 'weighted' and strategy ~= 'priority'
+    and strategy ~= 'lowest-latency' then
+  return redis.error_reply('ERR acquire: unknown strategy')
+end
+local cands = {}
+for i = 0, n - 1 do
+  local b = 8 + 5 * i
+  local c = {id = ARGV[b], rpm = tonumber(ARGV[b + 1]), tpm = tonumber(ARGV[b + 2]),
+             conc = tonumber(ARGV[b + 3]), weight = tonumber(ARGV[b + 4])}
+  if not c.rpm or not c.tpm or not c.conc or not c.weight then
+    return redis.error_reply('ERR acquire: bad candidate limits')
+  end
+  cands[#cands + 1] = c
+end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local WINDOW = 60000
+local leases = KEYS[1]
+local lease_h = P .. ':lease'
+
+-- a retried call (reply lost) must not reserve twice
+local held = redis.call('HGET', lease_h, req)
+if held then
+  local kid, probe = string.match(held, '^([^|]*)|(%d)')
+  return {1, kid, tonumber(probe)}
+end
+
+-- sweep a bounded number of expired leases: a dead replica or a lost stream leaks nothing
+local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 16)
+for _, rid in ipairs(expired) do
+  local rec = redis.call('HGET', lease_h, rid)
+  if rec then
+    local kid, probe = string.match(rec, '^([^|]*)|(%d)')
+    local kh = P .. ':k:' .. kid
+    if tonumber(redis.call('HINCRBY', kh, 'infl', -1)) < 0 then redis.call('HSET', kh, 'infl', 0) end
+    if probe == '1' and redis.call('HGET', kh, 'br_probe') == rid then
+      redis.call('HDEL', kh, 'br_probe')
+    end
+    redis.call('HDEL', lease_h, rid)
+  end
+  redis.call('ZREM', leases, rid)
+end
+
+-- drop window entries older than the window, keeping the token sum exact
+local function trim(kid)
+  local w, wt = P .. ':w:' .. kid, P .. ':wt:' .. kid
+  local old = redis.call('ZRANGEBYSCORE', w, '-inf', now - WINDOW)
+  if #old > 0 then
+    local freed = 0
+    for _, rid in ipairs(old) do
+      freed = freed + (tonumber(redis.call('HGET', wt, rid)) or 0)
+      redis.call('HDEL', wt, rid)
+    end
+    redis.call('ZREMRANGEBYSCORE', w, '-inf', now - WINDOW)
+    redis.call('HINCRBY', wt, '_sum', -freed)
+  end
+  return w, wt
+end
+
+-- when will `need` tokens fit under `limit` again, given the window's entries in time order
+local function tokens_free_at(w, wt, sum, need, limit)
+  local entries = redis.call('ZRANGE', w, 0, -1, 'WITHSCORES')
+  for i = 1, #entries, 2 do
+    sum = sum - (tonumber(redis.call('HGET', wt, entries[i])) or 0)
+    if sum + need <= limit then return tonumber(entries[i + 1]) + WINDOW end
+  end
+  return now + WINDOW
+end
+
+local eligible, skipped = {}, {}
+local wait = -1
+local function skip(c, reason, until_ms)
+  skipped[#skipped + 1] = c.id .. '=' .. reason
+  if until_ms and until_ms > now and (wait < 0 or until_ms - now < wait) then wait = until_ms - now end
+end
+
+for _, c in ipairs(cands) do
+  local kh = P .. ':k:' .. c.id
+  local f = redis.call('HMGET', kh, 'infl', 'cool_until', 'br', 'br_until', 'br_probe_exp',
+                       'rem_req', 'rem_tok', 'rem_reset', 'lat')
+  local infl = tonumber(f[1]) or 0
+  local cool = tonumber(f[2]) or 0
+  local br, br_until, probe_exp = f[3], tonumber(f[4]) or 0, tonumber(f[5]) or 0
+  local rem_req, rem_tok, rem_reset = tonumber(f[6]), tonumber(f[7]), tonumber(f[8]) or 0
+  if redis.call('HEXISTS', P .. ':disabled', c.id) == 1 then
+    skip(c, 'disabled', nil)
+  elseif cool > now then
+    skip(c, 'cooldown', cool)
+  elseif br == 'open' and br_until > now then
+    skip(c, 'breaker_open', br_until)
+  elseif br == 'half' and probe_exp > now then
+    skip(c, 'breaker_probing', probe_exp)
+  elseif c.conc > 0 and infl >= c.conc then
+    skip(c, 'concurrency', now + 250)
+  else
+    local w, wt = trim(c.id)
+    local count = redis.call('ZCARD', w)
+    local sum = tonumber(redis.call('HGET', wt, '_sum')) or 0
+    if c.rpm > 0 and count >= c.rpm then
+      local oldest = redis.call('ZRANGE', w, 0, 0, 'WITHSCORES')
+      skip(c, 'rpm', tonumber(oldest[2]) + WINDOW)
+    elseif c.tpm > 0 and sum + est > c.tpm then
+      skip(c, 'tpm', tokens_free_at(w, wt, sum, est, c.tpm))
+    elseif rem_reset > now and ((rem_req and rem_req <= 0) or (rem_tok and rem_tok < est)) then
+      skip(c, 'upstream_quota', rem_reset)
+    else
+      local u = 0
+      if c.rpm > 0 then u = math.max(u, (count + 1) / c.rpm) end
+      if c.tpm > 0 then u = math.max(u, (sum + est) / c.tpm) end
+      if c.conc > 0 then u = math.max(u, (infl + 1) / c.conc) end
+      c.util = u
+      c.lat = tonumber(f[9]) or 0
+      c.probe = (br == 'open' or br == 'half') and 1 or 0
+      c.rem_live = rem_reset > now and rem_req ~= nil
+      eligible[#eligible + 1] = c
+    end
+  end
+end
+
+if #eligible == 0 then
+  return {0, math.floor(wait), table.concat(skipped, ',')}
+end
+
+-- choose: start at a random offset so equal scores spread over the keys
+local m = #eligible
+local off = rnd % m
+local chosen
+if strategy == 'priority' then
+  chosen = eligible[1]
+elseif strategy == 'weighted' then
+  local total = 0
+  for _, c in ipairs(eligible) do total = total + math.max(c.weight, 0) end
+  if total <= 0 then
+    chosen = eligible[off + 1]
+  else
+    local pick = (rnd % 1000000) / 1000000 * total
+    for _, c in ipairs(eligible) do
+      pick = pick - math.max(c.weight, 0)
+      if pick < 0 then chosen = c break end
+    end
+    chosen = chosen or eligible[m]
+  end
+else
+  for i = 0, m - 1 do
+    local c = eligible[((off + i) % m) + 1]
+    local score = strategy == 'lowest-latency' and c.lat or c.util
+    if not chosen or score < chosen.score then chosen = c chosen.score = score end
+    c.score = score
+  end
+end
+
+-- reserve
+local kh = P .. ':k:' .. chosen.id
+local w, wt = P .. ':w:' .. chosen.id, P .. ':wt:' .. chosen.id
+redis.call('HINCRBY', kh, 'infl', 1)
+if chosen.probe == 1 then
+  redis.call('HSET', kh, 'br', 'half', 'br_probe', req, 'br_probe_exp', now + ttl)
+end
+if chosen.rem_live then redis.call('HINCRBY', kh, 'rem_req', -1) end
+redis.call('PEXPIRE', kh, 86400000)
+redis.call('ZADD', w, now, req)
+redis.call('HSET', wt, req, est)
+redis.call('HINCRBY', wt, '_sum', est)
+redis.call('PEXPIRE', w, WINDOW + 1000)
+redis.call('PEXPIRE', wt, WINDOW + 1000)
+redis.call('HSET', lease_h, req, chosen.id .. '|' .. chosen.probe .. '|' .. est)
+redis.call('ZADD', leases, now + ttl, req)
+redis.call('PEXPIRE', lease_h, ttl * 2 + WINDOW)
+redis.call('PEXPIRE', leases, ttl * 2 + WINDOW)
+return {1, chosen.id, chosen.probe}

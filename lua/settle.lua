@@ -1,0 +1,159 @@
+-- settle.lua: release a lease, reconcile its tokens and apply the upstream's outcome to the key.
+--
+-- Idempotent by request id: the lease record gates every write, so a retried call (redis-py
+-- resends a script whose reply was lost) changes nothing the second time.
+-- KEYS[1]  <P>:leases        zset request id -> lease expiry (ms)
+-- ARGV[1]  P                 key prefix of the pool (same hash tag as KEYS[1])
+-- ARGV[2]  request id
+-- ARGV[3]  outcome           ok | rate_limited | server_error | auth_error | client_error | cancelled
+--                            | refund (never sent upstream: the window forgets the request)
+-- ARGV[4]  tokens            real total tokens, or -1 when unknown (the estimate stays charged)
+-- ARGV[5]  cooldown          (ms) for rate_limited: Retry-After as sent, capped and jittered by the caller
+-- ARGV[6]  remaining req     learned from upstream headers, -1 = not sent
+-- ARGV[7]  remaining tokens  learned from upstream headers, -1 = not sent
+-- ARGV[8]  reset             (ms from now) when the upstream's window resets, -1 = not sent
+-- ARGV[9]  latency           (ms) of the attempt, -1 = not measured (feeds an EWMA)
+-- ARGV[10] breaker: consecutive failures that open it
+-- ARGV[11] breaker: failure rate that opens it, in percent
+-- ARGV[12] breaker: minimum attempts in the rate window before the rate counts
+-- ARGV[13] breaker: rate window (ms)
+-- ARGV[14] breaker: open period (ms) for the first opening; doubles per reopening
+-- ARGV[15] breaker: longest open period (ms)
+-- ARGV[16] jitter            integer in [0, 1000): open periods are stretched by up to +20%
+-- ARGV[17] reason            text stored when auth_error disables the key
+-- ARGV[18] input tokens      for usage by hour and day (-1 = unknown: the estimate is counted)
+-- ARGV[19] output tokens     (-1 = unknown)
+-- ARGV[20] cost              (micro-dollars)
+-- ARGV[21] model             the upstream model, for usage per model
+--
+-- returns {settled (0 = already settled or swept), key id or '', breaker state ('closed'|'open'|'half')}
+local P, req, outcome = ARGV[1], ARGV[2], ARGV[3]
+local nums = {}
+for i = 4, 20 do
+  nums[i] = tonumber(ARGV[i])
+  if nums[i] == nil and i ~= 17 then return redis.error_reply('ERR settle: argument ' .. i .. ' is not a number') end
+end
+local valid = {ok = 1, rate_limited = 1, server_error = 1, auth_error = 1, client_error = 1, cancelled = 1,
+               refund = 1}
+if not valid[outcome] or #ARGV ~= 21 then return redis.error_reply('ERR settle: bad arguments') end
+local tokens, cool_ms, rem_req, rem_tok, reset_ms, lat = nums[4], nums[5], nums[6], nums[7], nums[8], nums[9]
+local consec_max, rate_pct, min_vol, rate_win = nums[10], nums[11], nums[12], nums[13]
+local open_base, open_max, jitter = nums[14], nums[15], nums[16]
+
+local lease_h = P .. ':lease'
+local rec = redis.call('HGET', lease_h, req)
+if not rec then return {0, '', ''} end
+local kid, probe, est = string.match(rec, '^([^|]*)|(%d)|(%d+)$')
+est = tonumber(est)
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local kh = P .. ':k:' .. kid
+
+redis.call('HDEL', lease_h, req)
+redis.call('ZREM', KEYS[1], req)
+if tonumber(redis.call('HINCRBY', kh, 'infl', -1)) < 0 then redis.call('HSET', kh, 'infl', 0) end
+
+-- the window keeps the request; its tokens become the real count
+local wt = P .. ':wt:' .. kid
+if outcome == 'refund' then
+  local cur = tonumber(redis.call('HGET', wt, req))
+  if cur then
+    redis.call('ZREM', P .. ':w:' .. kid, req)
+    redis.call('HDEL', wt, req)
+    redis.call('HINCRBY', wt, '_sum', -cur)
+  end
+  if probe == '1' and redis.call('HGET', kh, 'br_probe') == req then
+    redis.call('HDEL', kh, 'br_probe', 'br_probe_exp')
+  end
+  return {1, kid, redis.call('HGET', kh, 'br') or 'closed'}
+end
+if tokens >= 0 then
+  local cur = tonumber(redis.call('HGET', wt, req))
+  if cur then
+    redis.call('HSET', wt, req, math.floor(tokens))
+    redis.call('HINCRBY', wt, '_sum', math.floor(tokens) - cur)
+  end
+end
+
+if rem_req >= 0 and reset_ms >= 0 then
+  redis.call('HSET', kh, 'rem_req', math.floor(rem_req), 'rem_reset', now + math.floor(reset_ms))
+end
+if rem_tok >= 0 and reset_ms >= 0 then
+  redis.call('HSET', kh, 'rem_tok', math.floor(rem_tok), 'rem_reset', now + math.floor(reset_ms))
+end
+if lat >= 0 then
+  local old = tonumber(redis.call('HGET', kh, 'lat'))
+  local new = old and (old * 0.8 + lat * 0.2) or lat
+  redis.call('HSET', kh, 'lat', math.floor(new))
+end
+
+local function open_breaker()
+  local opens = tonumber(redis.call('HINCRBY', kh, 'br_opens', 1))
+  local period = open_base * (2 ^ math.min(opens - 1, 20))
+  if period > open_max then period = open_max end
+  period = math.floor(period * (1 + 0.2 * jitter / 1000))
+  redis.call('HSET', kh, 'br', 'open', 'br_until', now + period, 'br_fails', 0,
+             'br_wstart', now, 'br_wtotal', 0, 'br_wfail', 0)
+  redis.call('HDEL', kh, 'br_probe', 'br_probe_exp')
+end
+
+local is_probe = probe == '1' and redis.call('HGET', kh, 'br_probe') == req
+local br = redis.call('HGET', kh, 'br') or 'closed'
+
+if outcome == 'auth_error' then
+  redis.call('HSET', P .. ':disabled', kid, ARGV[17])
+elseif outcome == 'rate_limited' then
+  if cool_ms > 0 then redis.call('HSET', kh, 'cool_until', now + math.floor(cool_ms)) end
+  if is_probe then redis.call('HDEL', kh, 'br_probe', 'br_probe_exp') end
+elseif outcome == 'ok' or outcome == 'server_error' then
+  local failed = outcome == 'server_error'
+  if is_probe then
+    if failed then
+      open_breaker()
+    else
+      redis.call('HSET', kh, 'br', 'closed', 'br_fails', 0, 'br_opens', 0,
+                 'br_wstart', now, 'br_wtotal', 0, 'br_wfail', 0)
+      redis.call('HDEL', kh, 'br_probe', 'br_probe_exp', 'br_until')
+    end
+  elseif br == 'closed' then
+    local f = redis.call('HMGET', kh, 'br_wstart', 'br_wtotal', 'br_wfail')
+    local wstart, wtotal, wfail = tonumber(f[1]) or now, tonumber(f[2]) or 0, tonumber(f[3]) or 0
+    if now - wstart >= rate_win then wstart, wtotal, wfail = now, 0, 0 end
+    wtotal = wtotal + 1
+    local fails = 0
+    if failed then
+      wfail = wfail + 1
+      fails = tonumber(redis.call('HINCRBY', kh, 'br_fails', 1))
+    else
+      redis.call('HSET', kh, 'br_fails', 0)
+    end
+    redis.call('HSET', kh, 'br_wstart', wstart, 'br_wtotal', wtotal, 'br_wfail', wfail)
+    if failed and ((consec_max > 0 and fails >= consec_max)
+        or (wtotal >= min_vol and wfail * 100 >= rate_pct * wtotal)) then
+      open_breaker()
+    end
+  end
+else
+  -- client_error / cancelled say nothing about the key; a probe that ends so frees the slot
+  if is_probe then redis.call('HDEL', kh, 'br_probe', 'br_probe_exp') end
+end
+-- usage by hour and by day, per key and per model
+local tin, tout, cost = nums[18], nums[19], math.floor(nums[20])
+if tin < 0 then tin = est end
+if tout < 0 then tout = 0 end
+local failed_call = (outcome ~= 'ok') and 1 or 0
+local buckets = {{P .. ':u:h:' .. math.floor(now / 3600000), 8 * 86400000},
+                 {P .. ':u:d:' .. math.floor(now / 86400000), 400 * 86400000}}
+for _, b in ipairs(buckets) do
+  for _, who in ipairs({'k:' .. kid, 'm:' .. ARGV[21]}) do
+    redis.call('HINCRBY', b[1], who .. ':req', 1)
+    redis.call('HINCRBY', b[1], who .. ':in', math.floor(tin))
+    redis.call('HINCRBY', b[1], who .. ':out', math.floor(tout))
+    redis.call('HINCRBY', b[1], who .. ':cost', cost)
+    redis.call('HINCRBY', b[1], who .. ':err', failed_call)
+  end
+  redis.call('PEXPIRE', b[1], b[2])
+end
+redis.call('PEXPIRE', kh, 86400000)
+return {1, kid, redis.call('HGET', kh, 'br') or 'closed'}
