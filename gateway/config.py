@@ -81,7 +81,7 @@ class ClientConfig(_Section):
     """`env:NAME` or the literal client key; only its HMAC digest is kept in memory."""
     rpm: int | None = None
     tpm: int | None = None
-    models: list[str] = ["*"]
+    models: list[str] = msgspec.field(default_factory=lambda: ["*"])
     """Aliases this key may call; `*` allows every alias."""
     budget_daily_usd: float | None = None
     budget_monthly_usd: float | None = None

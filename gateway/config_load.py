@@ -142,8 +142,8 @@ def parse_config(raw: Any) -> Config:
     except msgspec.ValidationError as exc:
         # msgspec says "... - at `$.providers.openai.keys[0].rpm`": lead with the field
         text = str(exc)
-        message, _, where = text.rpartition(" - at `$.")
-        if where:
+        message, sep, where = text.rpartition(" - at `$.")
+        if sep:
             raise ConfigError(f"{where.rstrip('`')}: {message}") from None
         raise ConfigError(f"config: {text}") from None
     _check_references(cfg)

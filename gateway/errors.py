@@ -5,6 +5,7 @@
     ├── Unauthorized            401   missing or unknown client key
     ├── Forbidden               403   model not allowed for this client key
     ├── NotFound                404   unknown model alias or route
+    ├── MethodNotAllowed        405   wrong HTTP method for the route
     ├── PayloadTooLarge         413   body above the configured cap
     ├── RateLimited             429   client limit, budget, or every upstream key exhausted
     ├── UpstreamError           502   upstream failed after every retry
@@ -22,6 +23,7 @@ __all__ = [
     "BadRequest",
     "Forbidden",
     "GatewayError",
+    "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
@@ -85,6 +87,12 @@ class NotFound(GatewayError):
     status = 404
     openai_type = "invalid_request_error"
     anthropic_type = "not_found_error"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    openai_type = "invalid_request_error"
+    anthropic_type = "invalid_request_error"
 
 
 class PayloadTooLarge(GatewayError):

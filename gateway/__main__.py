@@ -1,0 +1,2 @@
+from gateway.cli import main
+raise SystemExit(main())

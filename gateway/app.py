@@ -1,0 +1,41 @@
+"""The Litestar application: hot endpoints as raw ASGI handlers, lifecycle bound to the Gateway."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from litestar import Litestar
+
+from gateway.api.health import health_handlers
+from gateway.api.openai_routes import openai_handlers
+from gateway.config import Config
+from gateway.config_load import load_config
+from gateway.runtime import Gateway
+
+__all__ = ["app_from_env", "create_app"]
+
+
+def create_app(cfg: Config, gateway: Gateway | None = None) -> Litestar:
+    """Build the app for `cfg`; the Gateway connects on start-up and drains on shutdown."""
+    gw = gateway or Gateway(cfg)
+    app = Litestar(
+        route_handlers=[*health_handlers(gw), *openai_handlers(gw)],
+        on_startup=[gw.start],
+        on_shutdown=[gw.stop],
+        openapi_config=None,
+        debug=False,
+    )
+    app.state.gateway = gw
+    return app
+
+
+def app_from_env() -> Litestar:
+    """Granian's factory target: the config path comes from KEYWAY_CONFIG (set by `keyway serve`)."""
+    path = os.environ["KEYWAY_CONFIG"]
+    cfg = load_config(path)
+    logging.basicConfig(
+        level=cfg.server.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    return create_app(cfg)

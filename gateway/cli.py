@@ -1,0 +1,108 @@
+"""The `keyway` command: serve, demo, check-config, fake-provider, --version."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from gateway import __version__
+from gateway.config_load import ConfigError, load_config
+
+__all__ = ["main"]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gateway.server import serve
+
+    for flag, env in (("host", "KEYWAY_HOST"), ("port", "KEYWAY_PORT"), ("workers", "KEYWAY_WORKERS"),
+                      ("log_level", "KEYWAY_LOG_LEVEL")):  # fmt: skip
+        value = getattr(args, flag)
+        if value is not None:
+            os.environ[env] = str(value)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"keyway: invalid config: {exc}", file=sys.stderr)
+        return 2
+    serve(Path(args.config), cfg, reload=args.reload)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config)
+        from gateway.routing.table import RouteTable
+
+        RouteTable(cfg)  # resolves every secret reference
+    except ConfigError as exc:
+        print(f"keyway: invalid config: {exc}", file=sys.stderr)
+        return 2
+    keys = sum(len(p.keys) for p in cfg.providers.values())
+    print(
+        f"ok: {len(cfg.providers)} providers, {keys} upstream keys, "
+        f"{len(cfg.models)} model aliases, {len(cfg.clients)} client keys"
+    )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    return run_demo(port=args.port, fake_port=args.fake_port)
+
+
+def _fake(args: argparse.Namespace) -> int:
+    from gateway.fake_provider.server import serve as serve_fake
+    from gateway.fake_provider.settings import FakeSettings
+
+    settings = FakeSettings(
+        latency_ms=args.latency_ms, chunk_delay_ms=args.chunk_delay_ms, rpm_limit=args.rpm
+    )
+    serve_fake(args.host, args.port, settings, workers=args.workers)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keyway", description="Keyway LLM API gateway")
+    parser.add_argument("--version", action="version", version=f"keyway {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", required=True, help="path to keyway.yaml")
+    serve.add_argument("--host", help="listen address (KEYWAY_HOST)")
+    serve.add_argument("--port", type=int, help="listen port (KEYWAY_PORT)")
+    serve.add_argument("--workers", type=int, help="worker processes (KEYWAY_WORKERS)")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--reload", action="store_true", help="restart on code changes (development)")
+    serve.set_defaults(func=_serve)
+
+    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("config")
+    check.set_defaults(func=_check)
+
+    demo = sub.add_parser("demo", help="run the fake provider and the gateway on the demo config")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--fake-port", type=int, default=9100)
+    demo.set_defaults(func=_demo)
+
+    fake = sub.add_parser("fake-provider", help="run the fake LLM provider (tests, demos, load tests)")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=9100)
+    fake.add_argument("--workers", type=int, default=1)
+    fake.add_argument("--latency-ms", type=float, default=0.0)
+    fake.add_argument("--chunk-delay-ms", type=float, default=0.0)
+    fake.add_argument("--rpm", type=int, default=None, help="per-key request limit it enforces")
+    fake.set_defaults(func=_fake)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,410 @@
+"""The attempt loop: admit the client, acquire a key, call upstream, fall back, settle.
+
+    for each deployment of the alias, then of its fallbacks:
+        acquire a key of the deployment's pool (the first acquire also admits the client,
+        in the same round trip) -> send -> a 2xx: hand the open response to the caller
+        429 / 5xx / 401 / connect error / timeout: settle that key, exclude it, try the next
+        another 4xx: the request's own fault, returned to the client as the upstream sent it
+    nothing left, or the attempt budget or deadline spent: refund the client, raise
+
+The caller streams or reads the open response, then calls `finish` exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway.clients import Client
+from gateway.config import RoutingConfig
+from gateway.errors import (
+    BadRequest,
+    GatewayError,
+    RateLimited,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from gateway.providers.adapters import Endpoint
+from gateway.providers.transport import (
+    TransportError,
+    UpstreamResponse,
+    UpstreamTimeoutError,
+    UpstreamTransport,
+)
+from gateway.routing.outcome import (
+    NOTHING_LEARNED,
+    Learned,
+    Outcome,
+    classify,
+    cooldown_ms,
+    learn_quota,
+)
+from gateway.routing.settler import Settler
+from gateway.routing.table import Deployment, UpstreamKey
+from gateway.state.store import Lease, NoKey, ScriptCall, SharedState, StateError
+
+__all__ = ["Job", "OpenCall", "Router", "UpstreamRejection"]
+
+log = logging.getLogger("keyway.router")
+
+_BUSY_REASONS = ("cooldown", "rpm", "tpm", "concurrency", "upstream_quota")
+
+
+@dataclass(slots=True)
+class Job:
+    """One client request, as the router needs it."""
+
+    request_id: str
+    client: Client
+    alias: str
+    endpoint: Endpoint
+    chain: tuple[Deployment, ...]
+    prepare: Callable[[Deployment], bytes]
+    """The upstream body for a deployment (same bytes when nothing needs to change)."""
+    est_tokens: int
+    client_headers: list[tuple[str, str]]
+    attempts: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class OpenCall:
+    """A 2xx upstream response whose body has not been consumed yet."""
+
+    job: Job
+    deployment: Deployment
+    key: UpstreamKey
+    lease: Lease
+    response: UpstreamResponse
+    started: float
+    first_byte: float
+
+
+class UpstreamRejection(Exception):
+    """The upstream refused the request itself (a 4xx that is not about the key)."""
+
+    def __init__(self, deployment: Deployment, status: int, body: bytes, content_type: str) -> None:
+        super().__init__(f"upstream answered {status}")
+        self.deployment = deployment
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+
+
+def cost_micros(deployment: Deployment, tokens_in: int, tokens_out: int) -> int:
+    price = deployment.price
+    if price is None or tokens_in < 0:
+        return 0 if price is None else -1
+    return round(tokens_in * price.input + max(tokens_out, 0) * price.output)
+
+
+class Router:
+    """Routes jobs over the route table's deployments through shared state."""
+
+    def __init__(
+        self,
+        state: SharedState,
+        transport: UpstreamTransport,
+        settler: Settler,
+        routing: RoutingConfig,
+    ) -> None:
+        self.state = state
+        self.transport = transport
+        self.settler = settler
+        self.cfg = routing
+        self._lease_ttl_ms = int(routing.lease_ttl_s * 1000)
+        b = routing.breaker
+        self._breaker_args: tuple[int, ...] = (
+            b.consecutive_failures,
+            b.failure_rate_pct,
+            b.min_requests,
+            int(b.window_s * 1000),
+            int(b.open_s * 1000),
+            int(b.max_open_s * 1000),
+        )
+
+    # -- settle -------------------------------------------------------------------------------
+
+    def _pool_settle(
+        self,
+        deployment: Deployment,
+        job: Job,
+        lease: Lease,
+        outcome: str,
+        *,
+        tokens_in: int = -1,
+        tokens_out: int = -1,
+        cooldown: int = 0,
+        learned: Learned = NOTHING_LEARNED,
+        latency_ms: int = -1,
+        reason: str = "",
+    ) -> ScriptCall:
+        total = tokens_in + max(tokens_out, 0) if tokens_in >= 0 else -1
+        return self.state.settle_call(
+            deployment.pool.provider,
+            job.request_id,
+            (
+                outcome,
+                total,
+                cooldown,
+                learned.remaining_requests,
+                learned.remaining_tokens,
+                learned.reset_ms,
+                latency_ms,
+                *self._breaker_args,
+                random.randrange(1000),
+                reason,
+                tokens_in,
+                tokens_out,
+                max(cost_micros(deployment, tokens_in, tokens_out), 0),
+                deployment.model,
+            ),
+        )
+
+    def _client_settle(self, job: Job, mode: str, tokens_in: int, tokens_out: int, cost: int) -> ScriptCall:
+        return self.state.client_settle_call(
+            job.client.id,
+            job.request_id,
+            mode=mode,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost_micros=cost,
+            model=job.alias,
+        )
+
+    def finish(
+        self,
+        call: OpenCall,
+        outcome: str,
+        *,
+        tokens_in: int,
+        tokens_out: int,
+        background: bool = True,
+    ) -> ScriptCall | None:
+        """Settle the key and charge the client; -1 tokens = unknown (the estimate is charged)."""
+        latency = int((call.first_byte - call.started) * 1000)
+        calls = [
+            self._pool_settle(
+                call.deployment,
+                call.job,
+                call.lease,
+                outcome,
+                tokens_in=tokens_in,
+                tokens_out=tokens_out,
+                learned=learn_quota(call.response.headers),
+                latency_ms=latency,
+            ),
+            self._client_settle(
+                call.job,
+                "charge",
+                tokens_in,
+                tokens_out,
+                cost_micros(call.deployment, tokens_in, tokens_out),
+            ),
+        ]
+        self.settler.submit(calls)
+        return None
+
+    def refund(self, job: Job) -> None:
+        self.settler.submit([self._client_settle(job, "refund", 0, 0, 0)])
+
+    # -- the attempt loop ---------------------------------------------------------------------
+
+    async def open(self, job: Job) -> OpenCall:
+        """Return an open 2xx response, or raise the GatewayError the client should see."""
+        deadline = time.monotonic() + self.cfg.deadline_s
+        admitted = False
+        last: GatewayError | None = None
+        busy_wait = -1
+        excluded: set[tuple[str, str]] = set()
+        try:
+            for deployment in job.chain:
+                pool = deployment.pool
+                if not pool.adapter.supports(job.endpoint):
+                    continue
+                while job.attempts < self.cfg.max_attempts and time.monotonic() < deadline:
+                    candidates = [
+                        k.candidate for k in pool.keys if (pool.provider, k.id) not in excluded
+                    ]
+                    if not candidates:
+                        break
+                    lease_or_none = await self._acquire(job, deployment, candidates, admitted)
+                    admitted = True
+                    if isinstance(lease_or_none, NoKey):
+                        job.skipped.append(lease_or_none.skipped)
+                        if lease_or_none.wait_ms >= 0 and any(
+                            r in lease_or_none.skipped for r in _BUSY_REASONS
+                        ):
+                            busy_wait = (
+                                lease_or_none.wait_ms
+                                if busy_wait < 0
+                                else min(busy_wait, lease_or_none.wait_ms)
+                            )
+                        break
+                    lease = lease_or_none
+                    key = pool.by_id[lease.key_id]
+                    job.attempts += 1
+                    result = await self._attempt(job, deployment, key, lease)
+                    if isinstance(result, OpenCall):
+                        return result
+                    excluded.add((pool.provider, key.id))
+                    last = result
+        except BaseException:
+            if admitted:
+                self.refund(job)
+            raise
+        if admitted:
+            self.refund(job)
+        if busy_wait >= 0 and (last is None or isinstance(last, RateLimited)):
+            raise RateLimited(
+                f"every upstream key for model '{job.alias}' is at its limit; retry later",
+                code="upstream_capacity",
+                retry_after_s=max(1, -(-busy_wait // 1000)),
+            )
+        if last is not None:
+            raise last
+        raise ServiceUnavailable(
+            f"no upstream key is available for model '{job.alias}'", code="no_available_key"
+        )
+
+    async def _acquire(
+        self,
+        job: Job,
+        deployment: Deployment,
+        candidates: list[tuple[str | int, ...]],
+        admitted: bool,
+    ) -> Lease | NoKey:
+        acquire = self.state.acquire_call(
+            deployment.pool.provider,
+            job.request_id,
+            tokens=job.est_tokens,
+            lease_ttl_ms=self._lease_ttl_ms,
+            strategy=deployment.strategy,
+            random=random.randrange(1_000_000),
+            candidates=candidates,
+        )
+        client = job.client
+        try:
+            if admitted:
+                return self.state.parse_acquire(deployment.pool.provider, (await self.state.run([acquire]))[0])
+            est_cost = max(cost_micros(deployment, job.est_tokens, 0), 0)
+            admit = self.state.client_admit_call(
+                client.id,
+                job.request_id,
+                rpm=client.rpm,
+                tpm=client.tpm,
+                tokens=job.est_tokens,
+                cost_micros=est_cost,
+                budget_day_micros=client.budget_day_micros,
+                budget_month_micros=client.budget_month_micros,
+                hold_ttl_ms=self._lease_ttl_ms,
+            )
+            replies = await self.state.run([admit, acquire])
+        except StateError as exc:
+            log.error("shared state unavailable: %s", exc)
+            raise ServiceUnavailable(
+                "routing state is unavailable; retry shortly", code="state_unavailable",
+                retry_after_s=1,
+            ) from None
+        admission = self.state.parse_admit(replies[0])
+        got = self.state.parse_acquire(deployment.pool.provider, replies[1])
+        if not admission.admitted:
+            if isinstance(got, Lease):
+                self.settler.submit([self._pool_settle(deployment, job, got, Outcome.REFUND)])
+            if admission.reason == "tpm_exceeds_limit":
+                raise BadRequest(
+                    "this request needs more tokens than your tokens-per-minute limit allows",
+                    code="tokens_exceed_limit",
+                )
+            raise RateLimited(
+                f"client key limit reached ({admission.reason})",
+                code=f"client_{admission.reason}",
+                retry_after_s=max(1, -(-admission.wait_ms // 1000)),
+            )
+        return got
+
+    async def _attempt(
+        self, job: Job, deployment: Deployment, key: UpstreamKey, lease: Lease
+    ) -> OpenCall | GatewayError:
+        adapter = deployment.pool.adapter
+        endpoint = Endpoint.MESSAGES if adapter.speaks_anthropic and job.endpoint is Endpoint.CHAT else job.endpoint
+        started = time.perf_counter()
+        try:
+            body = job.prepare(deployment)
+        except GatewayError:
+            self.settler.submit([self._pool_settle(deployment, job, lease, Outcome.REFUND)])
+            raise
+        try:
+            response = await self.transport.send(
+                "POST",
+                adapter.url(endpoint, deployment.model),
+                adapter.headers(key.secret, job.client_headers),
+                body,
+                connect_timeout_s=adapter.connect_timeout_s,
+                read_timeout_s=adapter.read_timeout_s,
+            )
+        except TransportError as exc:
+            timed_out = isinstance(exc, UpstreamTimeoutError)
+            log.warning(
+                "upstream %s key %s: %s", deployment.pool.provider, key.id, type(exc).__name__
+            )
+            self.settler.submit(
+                [self._pool_settle(deployment, job, lease, Outcome.SERVER_ERROR, latency_ms=-1)]
+            )
+            if timed_out:
+                return UpstreamTimeout(f"upstream for model '{job.alias}' timed out", code="upstream_timeout")
+            return UpstreamError(
+                f"could not reach the upstream for model '{job.alias}'", code="upstream_unreachable"
+            )
+        first_byte = time.perf_counter()
+        if 200 <= response.status < 300:
+            return OpenCall(job, deployment, key, lease, response, started, first_byte)
+        try:
+            payload = await response.read()
+        except TransportError:
+            payload = b""
+        finally:
+            await response.aclose()
+        outcome = classify(response.status)
+        headers = response.headers
+        cooldown = 0
+        if outcome == Outcome.RATE_LIMITED:
+            cooldown = cooldown_ms(headers, default_s=self.cfg.cooldown_s, max_s=self.cfg.max_cooldown_s)
+        self.settler.submit(
+            [
+                self._pool_settle(
+                    deployment,
+                    job,
+                    lease,
+                    outcome,
+                    cooldown=cooldown,
+                    learned=learn_quota(headers),
+                    latency_ms=int((first_byte - started) * 1000),
+                    reason=f"upstream answered {response.status}",
+                )
+            ]
+        )
+        log.info(
+            "upstream %s key %s answered %d (%s)", deployment.pool.provider, key.id, response.status, outcome
+        )
+        if outcome == Outcome.CLIENT_ERROR:
+            raise UpstreamRejection(
+                deployment, response.status, payload, headers.get("content-type", "application/json")
+            )
+        if outcome == Outcome.RATE_LIMITED:
+            return RateLimited(
+                f"upstream rate limit for model '{job.alias}'",
+                code="upstream_rate_limited",
+                retry_after_s=max(1, cooldown // 1000),
+            )
+        if outcome == Outcome.AUTH_ERROR:
+            return ServiceUnavailable(
+                f"the upstream refused Keyway's key for model '{job.alias}'", code="upstream_key_refused"
+            )
+        return UpstreamError(
+            f"upstream error {response.status} for model '{job.alias}'", code="upstream_error"
+        )
