@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (KEYWAY_PORT)")
     serve.add_argument("--workers", type=int, help="worker processes (KEYWAY_WORKERS)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    serve.add_argument("--reload", action="store_true", help="restart on code changes (development)")
+    serve.add_argument(
+        "--reload", action="store_true", help="restart on code changes (development)"
+    )
     serve.set_defaults(func=_serve)
 
     check = sub.add_parser("check-config", help="validate a config file and exit")
@@ -87,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fake-port", type=int, default=9100)
     demo.set_defaults(func=_demo)
 
-    fake = sub.add_parser("fake-provider", help="run the fake LLM provider (tests, demos, load tests)")
+    fake = sub.add_parser(
+        "fake-provider", help="run the fake LLM provider (tests, demos, load tests)"
+    )
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=9100)
     fake.add_argument("--workers", type=int, default=1)

@@ -55,7 +55,9 @@ class ClientDirectory:
     def digest(self, presented: str) -> bytes:
         return hmac.new(self._secret, presented.encode(), hashlib.sha256).digest()
 
-    def load_config(self, clients: list[ClientConfig], env: Mapping[str, str] | None = None) -> None:
+    def load_config(
+        self, clients: list[ClientConfig], env: Mapping[str, str] | None = None
+    ) -> None:
         table: dict[bytes, Client] = {}
         for i, c in enumerate(clients):
             digest = self.digest(resolve_secret(c.key, f"clients[{i}].key", env))

@@ -1,6 +1,7 @@
 """The config file's schema: what an operator may write in `keyway.yaml`, with its defaults.
 
 Read once at start-up by `gateway.config_load`, then frozen. Field docstrings are the reference.
+Every section forbids unknown fields: a typo stops start-up instead of being ignored.
 """
 
 from __future__ import annotations
@@ -29,11 +30,7 @@ ProviderKind = Literal["openai", "anthropic", "openai-compatible", "azure-openai
 Strategy = Literal["least-utilised", "weighted", "priority", "lowest-cost", "lowest-latency"]
 
 
-class _Section(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """A config section: unknown fields are a typo, so they stop start-up."""
-
-
-class KeyConfig(_Section):
+class KeyConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     id: str
     """Stable id of the upstream key: shown in logs, metrics and headers instead of the secret."""
     secret: str
@@ -48,7 +45,7 @@ class KeyConfig(_Section):
     """Share of traffic under the `weighted` strategy."""
 
 
-class ProviderConfig(_Section):
+class ProviderConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     kind: ProviderKind
     base_url: str
     """e.g. https://api.openai.com/v1 (OpenAI kinds) or https://api.anthropic.com (Anthropic)."""
@@ -62,20 +59,20 @@ class ProviderConfig(_Section):
     """`anthropic-version` header sent when the client did not send one."""
 
 
-class DeploymentConfig(_Section):
+class DeploymentConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     provider: str
     model: str
     """The model name the provider knows (an Azure deployment name for azure-openai)."""
 
 
-class ModelConfig(_Section):
+class ModelConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     deployments: list[DeploymentConfig]
     strategy: Strategy = "least-utilised"
     fallbacks: list[str] = []
     """Aliases tried, in order, once every deployment of this alias failed or is exhausted."""
 
 
-class ClientConfig(_Section):
+class ClientConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     id: str
     key: str
     """`env:NAME` or the literal client key; only its HMAC digest is kept in memory."""
@@ -87,14 +84,14 @@ class ClientConfig(_Section):
     budget_monthly_usd: float | None = None
 
 
-class PriceConfig(_Section):
+class PriceConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     input: float
     """USD per million prompt tokens."""
     output: float
     """USD per million completion tokens."""
 
 
-class RedisConfig(_Section):
+class RedisConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     url: str | None = None
     """redis://, rediss://, redis+cluster:// or redis+sentinel://; none = embedded store."""
     prefix: str = "kw"
@@ -102,7 +99,7 @@ class RedisConfig(_Section):
     """Socket timeout of every Redis call."""
 
 
-class ServerConfig(_Section):
+class ServerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
@@ -113,7 +110,7 @@ class ServerConfig(_Section):
     """How long in-flight requests and streams may run on after SIGTERM."""
 
 
-class BreakerConfig(_Section):
+class BreakerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     consecutive_failures: int = 5
     failure_rate_pct: int = 50
     min_requests: int = 20
@@ -123,7 +120,7 @@ class BreakerConfig(_Section):
     max_open_s: float = 300.0
 
 
-class RoutingConfig(_Section):
+class RoutingConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     max_attempts: int = 4
     """Upstream attempts per request, across keys, deployments and fallbacks."""
     deadline_s: float = 120.0
@@ -138,7 +135,7 @@ class RoutingConfig(_Section):
     breaker: BreakerConfig = BreakerConfig()
 
 
-class Config(_Section):
+class Config(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     providers: dict[str, ProviderConfig]
     models: dict[str, ModelConfig]
     clients: list[ClientConfig] = []

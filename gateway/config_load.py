@@ -116,7 +116,9 @@ def _check_references(cfg: Config) -> None:
             if fallback not in cfg.models:
                 raise ConfigError(f"models.{alias}.fallbacks[{i}]: unknown model {fallback!r}")
             if fallback == alias:
-                raise ConfigError(f"models.{alias}.fallbacks[{i}]: an alias cannot fall back to itself")
+                raise ConfigError(
+                    f"models.{alias}.fallbacks[{i}]: an alias cannot fall back to itself"
+                )
     ids: set[str] = set()
     for i, client in enumerate(cfg.clients):
         if not _ID.match(client.id):

@@ -36,7 +36,15 @@ def run_demo(*, port: int, fake_port: int) -> int:
     os.environ["KEYWAY_PORT"] = str(port)
     os.environ.pop("REDIS_URL", None)
     fake = subprocess.Popen(
-        [sys.executable, "-m", "gateway.fake_provider", "--host", "127.0.0.1", "--port", str(fake_port)]
+        [
+            sys.executable,
+            "-m",
+            "gateway.fake_provider",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(fake_port),
+        ]
     )
     try:
         if not _wait_http(f"http://127.0.0.1:{fake_port}/_fake/stats"):

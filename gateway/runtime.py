@@ -41,7 +41,9 @@ class Gateway:
                 "limits hold for this one process only. Replicas need a real Redis."
             )
         self.state = SharedState(handle, prefix=cfg.redis.prefix)
-        self.transport = transport or create_transport(env.get("KEYWAY_UPSTREAM_CLIENT") or "aiohttp")
+        self.transport = transport or create_transport(
+            env.get("KEYWAY_UPSTREAM_CLIENT") or "aiohttp"
+        )
         self.settler = Settler(self.state)
         self.router = Router(self.state, self.transport, self.settler, cfg.routing)
         self.scripts_loaded = False

@@ -53,7 +53,9 @@ async def read_body(receive: Receive, cap: int, declared: int | None) -> bytes:
         if chunk:
             size += len(chunk)
             if size > cap:
-                raise PayloadTooLarge(f"request body is larger than {cap} bytes", code="body_too_large")
+                raise PayloadTooLarge(
+                    f"request body is larger than {cap} bytes", code="body_too_large"
+                )
             chunks.append(chunk)
         if not message.get("more_body", False):
             break

@@ -107,14 +107,20 @@ class OpenAIEndpoint:
                 raise MethodNotAllowed(f"use POST for {scope['path']}", code="method_not_allowed")
             headers = RequestHeaders(scope)
             client = authenticate(self.gw, headers)
-            body = await read_body(receive, self.gw.cfg.server.max_body_bytes, headers.content_length)
+            body = await read_body(
+                receive, self.gw.cfg.server.max_body_bytes, headers.content_length
+            )
             job, stream, hide_usage = self._job(request_id, client, headers, body)
             call = await self.gw.router.open(job)
         except ClientGone:
             return
         except UpstreamRejection as rejection:
             await send_bytes(
-                send, rejection.status, rejection.body, base_headers, rejection.content_type.encode()
+                send,
+                rejection.status,
+                rejection.body,
+                base_headers,
+                rejection.content_type.encode(),
             )
             return
         except GatewayError as err:
@@ -134,16 +140,22 @@ class OpenAIEndpoint:
         alias = head.model
         chain = self.gw.table.chain(alias)
         if chain is None:
-            raise NotFound(f"the model '{alias}' does not exist", param="model", code="model_not_found")
+            raise NotFound(
+                f"the model '{alias}' does not exist", param="model", code="model_not_found"
+            )
         if not client.may_use(alias):
             raise Forbidden(
-                f"this key is not allowed to use the model '{alias}'", param="model", code="model_not_allowed"
+                f"this key is not allowed to use the model '{alias}'",
+                param="model",
+                code="model_not_allowed",
             )
         stream = bool(getattr(head, "stream", False))
         options = getattr(head, "stream_options", None)
         add_usage = stream and (options is None or not options.include_usage)
         hide_usage = stream and not (options is not None and options.include_usage)
-        max_tokens = getattr(head, "max_tokens", None) or getattr(head, "max_completion_tokens", None)
+        max_tokens = getattr(head, "max_tokens", None) or getattr(
+            head, "max_completion_tokens", None
+        )
         if self.endpoint is Endpoint.EMBEDDINGS:
             max_tokens = 0
         elif max_tokens is None:
@@ -172,13 +184,17 @@ class OpenAIEndpoint:
         )
         return job, stream, hide_usage
 
-    async def _relay_json(self, call: OpenCall, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+    async def _relay_json(
+        self, call: OpenCall, send: Send, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         router = self.gw.router
         try:
             payload = await call.response.read()
         except TransportError:
             router.finish(call, Outcome.SERVER_ERROR, tokens_in=-1, tokens_out=-1)
-            await send_error(send, UpstreamError("the upstream response was cut", code="upstream_cut"), headers)
+            await send_error(
+                send, UpstreamError("the upstream response was cut", code="upstream_cut"), headers
+            )
             return
         finally:
             await call.response.aclose()
@@ -216,7 +232,9 @@ class OpenAIEndpoint:
     async def _pump(
         self, call: OpenCall, send: Send, tap: OpenAIStreamTap, headers: list[tuple[bytes, bytes]]
     ) -> str:
-        await send({"type": "http.response.start", "status": 200, "headers": [*_SSE_HEADERS, *headers]})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [*_SSE_HEADERS, *headers]}
+        )
         try:
             async for chunk in call.response.iter_bytes():
                 out = tap.feed(chunk)
@@ -229,7 +247,13 @@ class OpenAIEndpoint:
         rest = tap.flush()
         if not tap.done:
             err = UpstreamError("the upstream stream ended before completion", code="upstream_cut")
-            rest += b"data: " + _encoder.encode({"error": {"message": err.message, "type": err.openai_type, "code": err.code}}) + b"\n\n"
+            rest += (
+                b"data: "
+                + _encoder.encode(
+                    {"error": {"message": err.message, "type": err.openai_type, "code": err.code}}
+                )
+                + b"\n\n"
+            )
         try:
             await send({"type": "http.response.body", "body": rest, "more_body": False})
         except OSError:

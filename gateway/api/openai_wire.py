@@ -113,5 +113,8 @@ def with_model(body: bytes, model: str, *, include_usage: bool) -> bytes:
     doc["model"] = model
     if include_usage:
         options = doc.get("stream_options")
-        doc["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        doc["stream_options"] = {
+            **(options if isinstance(options, dict) else {}),
+            "include_usage": True,
+        }
     return _encoder.encode(doc)

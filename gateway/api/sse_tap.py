@@ -14,7 +14,6 @@ from gateway.api.openai_wire import Usage
 __all__ = ["OpenAIStreamTap"]
 
 
-
 class _UsageChunk(msgspec.Struct):
     usage: Usage | None = None
     choices: list[msgspec.Raw] | None = None

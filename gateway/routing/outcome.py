@@ -1,10 +1,10 @@
 """What an upstream answer means for the key that sent it: outcome class and learned quota.
 
-    2xx                      ok
-    429                      rate_limited  -> cooldown until Retry-After (capped, jittered)
-    401, 403                 auth_error    -> key disabled until an operator re-enables it
-    408, 5xx, 529, no answer server_error  -> counts toward the key's circuit breaker
-    other 4xx                client_error  -> the request's fault: returned to the client as is
+2xx                      ok
+429                      rate_limited  -> cooldown until Retry-After (capped, jittered)
+401, 403                 auth_error    -> key disabled until an operator re-enables it
+408, 5xx, 529, no answer server_error  -> counts toward the key's circuit breaker
+other 4xx                client_error  -> the request's fault: returned to the client as is
 """
 
 from __future__ import annotations

@@ -145,8 +145,7 @@ class Router:
     ) -> ScriptCall:
         total = tokens_in + max(tokens_out, 0) if tokens_in >= 0 else -1
         return self.state.settle_call(
-            deployment.pool.provider,
-            job.request_id,
+            lease,
             (
                 outcome,
                 total,
@@ -165,7 +164,9 @@ class Router:
             ),
         )
 
-    def _client_settle(self, job: Job, mode: str, tokens_in: int, tokens_out: int, cost: int) -> ScriptCall:
+    def _client_settle(
+        self, job: Job, mode: str, tokens_in: int, tokens_out: int, cost: int
+    ) -> ScriptCall:
         return self.state.client_settle_call(
             job.client.id,
             job.request_id,
@@ -278,9 +279,10 @@ class Router:
         candidates: list[tuple[str | int, ...]],
         admitted: bool,
     ) -> Lease | NoKey:
+        lease_id = f"{job.request_id}.{job.attempts}"
         acquire = self.state.acquire_call(
             deployment.pool.provider,
-            job.request_id,
+            lease_id,
             tokens=job.est_tokens,
             lease_ttl_ms=self._lease_ttl_ms,
             strategy=deployment.strategy,
@@ -290,7 +292,8 @@ class Router:
         client = job.client
         try:
             if admitted:
-                return self.state.parse_acquire(deployment.pool.provider, (await self.state.run([acquire]))[0])
+                reply = (await self.state.run([acquire]))[0]
+                return self.state.parse_acquire(deployment.pool.provider, lease_id, reply)
             est_cost = max(cost_micros(deployment, job.est_tokens, 0), 0)
             admit = self.state.client_admit_call(
                 client.id,
@@ -307,11 +310,12 @@ class Router:
         except StateError as exc:
             log.error("shared state unavailable: %s", exc)
             raise ServiceUnavailable(
-                "routing state is unavailable; retry shortly", code="state_unavailable",
+                "routing state is unavailable; retry shortly",
+                code="state_unavailable",
                 retry_after_s=1,
             ) from None
         admission = self.state.parse_admit(replies[0])
-        got = self.state.parse_acquire(deployment.pool.provider, replies[1])
+        got = self.state.parse_acquire(deployment.pool.provider, lease_id, replies[1])
         if not admission.admitted:
             if isinstance(got, Lease):
                 self.settler.submit([self._pool_settle(deployment, job, got, Outcome.REFUND)])
@@ -331,7 +335,11 @@ class Router:
         self, job: Job, deployment: Deployment, key: UpstreamKey, lease: Lease
     ) -> OpenCall | GatewayError:
         adapter = deployment.pool.adapter
-        endpoint = Endpoint.MESSAGES if adapter.speaks_anthropic and job.endpoint is Endpoint.CHAT else job.endpoint
+        endpoint = (
+            Endpoint.MESSAGES
+            if adapter.speaks_anthropic and job.endpoint is Endpoint.CHAT
+            else job.endpoint
+        )
         started = time.perf_counter()
         try:
             body = job.prepare(deployment)
@@ -356,7 +364,9 @@ class Router:
                 [self._pool_settle(deployment, job, lease, Outcome.SERVER_ERROR, latency_ms=-1)]
             )
             if timed_out:
-                return UpstreamTimeout(f"upstream for model '{job.alias}' timed out", code="upstream_timeout")
+                return UpstreamTimeout(
+                    f"upstream for model '{job.alias}' timed out", code="upstream_timeout"
+                )
             return UpstreamError(
                 f"could not reach the upstream for model '{job.alias}'", code="upstream_unreachable"
             )
@@ -373,7 +383,9 @@ class Router:
         headers = response.headers
         cooldown = 0
         if outcome == Outcome.RATE_LIMITED:
-            cooldown = cooldown_ms(headers, default_s=self.cfg.cooldown_s, max_s=self.cfg.max_cooldown_s)
+            cooldown = cooldown_ms(
+                headers, default_s=self.cfg.cooldown_s, max_s=self.cfg.max_cooldown_s
+            )
         self.settler.submit(
             [
                 self._pool_settle(
@@ -389,11 +401,18 @@ class Router:
             ]
         )
         log.info(
-            "upstream %s key %s answered %d (%s)", deployment.pool.provider, key.id, response.status, outcome
+            "upstream %s key %s answered %d (%s)",
+            deployment.pool.provider,
+            key.id,
+            response.status,
+            outcome,
         )
         if outcome == Outcome.CLIENT_ERROR:
             raise UpstreamRejection(
-                deployment, response.status, payload, headers.get("content-type", "application/json")
+                deployment,
+                response.status,
+                payload,
+                headers.get("content-type", "application/json"),
             )
         if outcome == Outcome.RATE_LIMITED:
             return RateLimited(
@@ -403,7 +422,8 @@ class Router:
             )
         if outcome == Outcome.AUTH_ERROR:
             return ServiceUnavailable(
-                f"the upstream refused Keyway's key for model '{job.alias}'", code="upstream_key_refused"
+                f"the upstream refused Keyway's key for model '{job.alias}'",
+                code="upstream_key_refused",
             )
         return UpstreamError(
             f"upstream error {response.status} for model '{job.alias}'", code="upstream_error"

@@ -91,7 +91,9 @@ class RouteTable:
                 for d in model.deployments
             ]
             if model.strategy == "lowest-cost":
-                deps.sort(key=lambda d: (d.price.input + d.price.output) if d.price else float("inf"))
+                deps.sort(
+                    key=lambda d: (d.price.input + d.price.output) if d.price else float("inf")
+                )
             own[alias] = deps
         self.aliases: tuple[str, ...] = tuple(cfg.models)
         self._chains: dict[str, tuple[Deployment, ...]] = {}

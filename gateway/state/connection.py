@@ -33,7 +33,9 @@ def _embedded() -> RedisHandle:
     return RedisHandle(client, cluster=False, embedded=True, description="embedded (in-process)")
 
 
-def open_redis(url: str | None, *, timeout_s: float = 0.5) -> RedisHandle:
+def open_redis(
+    url: str | None, *, timeout_s: float = 0.5, max_connections: int = 64
+) -> RedisHandle:
     """`None` -> the embedded store; `redis+cluster://` -> Cluster; `redis+sentinel://h:p/name`."""
     if not url:
         return _embedded()
@@ -46,7 +48,7 @@ def open_redis(url: str | None, *, timeout_s: float = 0.5) -> RedisHandle:
     safe = urlunsplit((parts.scheme, parts.hostname or "", parts.path, "", ""))
     if parts.scheme in ("redis+cluster", "rediss+cluster"):
         plain = url.replace("+cluster", "", 1)
-        cluster = RedisCluster.from_url(plain, **common)
+        cluster = RedisCluster.from_url(plain, max_connections=max_connections * 4, **common)
         return RedisHandle(cluster, cluster=True, embedded=False, description=f"cluster {safe}")
     if parts.scheme in ("redis+sentinel", "rediss+sentinel"):
         service = parts.path.strip("/") or "mymaster"
@@ -54,8 +56,10 @@ def open_redis(url: str | None, *, timeout_s: float = 0.5) -> RedisHandle:
             (h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]) if ":" in h else 26379)
             for h in (parts.netloc.rsplit("@", 1)[-1]).split(",")
         ]
-        sentinel = Sentinel(hosts, **common)
+        sentinel = Sentinel(hosts, **common)  # type: ignore[no-untyped-call]
         master = sentinel.master_for(service, password=parts.password, **common)
         return RedisHandle(master, cluster=False, embedded=False, description=f"sentinel {safe}")
-    client = aioredis.Redis.from_url(url, **common)
+    # a bounded pool that waits for a free connection rather than failing under bursts
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, **common)
+    client = aioredis.Redis(connection_pool=pool)
     return RedisHandle(client, cluster=False, embedded=False, description=f"standalone {safe}")

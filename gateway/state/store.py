@@ -17,7 +17,14 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from gateway.state.connection import RedisHandle
 from gateway.state.layout import client_prefix, pool_prefix
-from gateway.state.scripts import ACQUIRE, ALL_SCRIPTS, CLIENT_ADMIT, CLIENT_SETTLE, SETTLE, LuaScript
+from gateway.state.scripts import (
+    ACQUIRE,
+    ALL_SCRIPTS,
+    CLIENT_ADMIT,
+    CLIENT_SETTLE,
+    SETTLE,
+    LuaScript,
+)
 
 __all__ = [
     "Admission",
@@ -45,6 +52,8 @@ class Lease:
     """A reserved upstream key: settle it exactly once (a second settle is a no-op)."""
 
     provider: str
+    id: str
+    """The lease id: the request id and the attempt number."""
     key_id: str
     probe: bool
 
@@ -143,7 +152,7 @@ class SharedState:
     def acquire_call(
         self,
         provider: str,
-        request_id: str,
+        lease_id: str,
         *,
         tokens: int,
         lease_ttl_ms: int,
@@ -153,15 +162,25 @@ class SharedState:
     ) -> ScriptCall:
         """`candidates`: (key id, rpm, tpm, max concurrency, weight), 0 meaning no limit."""
         p = pool_prefix(self.prefix, provider)
-        args: list[str | int] = [p, request_id, tokens, lease_ttl_ms, strategy, random, len(candidates)]
+        args: list[str | int] = [
+            p,
+            lease_id,
+            tokens,
+            lease_ttl_ms,
+            strategy,
+            random,
+            len(candidates),
+        ]
         for cand in candidates:
             args.extend(cand)
         return ScriptCall(ACQUIRE, (f"{p}:leases",), tuple(args))
 
     @staticmethod
-    def parse_acquire(provider: str, reply: Any) -> Lease | NoKey:
+    def parse_acquire(provider: str, lease_id: str, reply: Any) -> Lease | NoKey:
         if int(reply[0]) == 1:
-            return Lease(provider=provider, key_id=str(reply[1]), probe=int(reply[2]) == 1)
+            return Lease(
+                provider=provider, id=lease_id, key_id=str(reply[1]), probe=int(reply[2]) == 1
+            )
         return NoKey(wait_ms=int(reply[1]), skipped=str(reply[2]))
 
     def client_admit_call(
@@ -191,10 +210,10 @@ class SharedState:
             return Admission(admitted=True)
         return Admission(admitted=False, wait_ms=int(reply[1]), reason=str(reply[2]))
 
-    def settle_call(self, provider: str, request_id: str, args: Sequence[str | int]) -> ScriptCall:
+    def settle_call(self, lease: Lease, args: Sequence[str | int]) -> ScriptCall:
         """`args`: ARGV[3..] of settle.lua (outcome, tokens, cooldown, ... model)."""
-        p = pool_prefix(self.prefix, provider)
-        return ScriptCall(SETTLE, (f"{p}:leases",), (p, request_id, *args))
+        p = pool_prefix(self.prefix, lease.provider)
+        return ScriptCall(SETTLE, (f"{p}:leases",), (p, lease.id, *args))
 
     def client_settle_call(
         self,

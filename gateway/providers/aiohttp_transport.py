@@ -1,0 +1,149 @@
+"""The upstream transport over one shared aiohttp `ClientSession`.
+
+The session is created on first use (aiohttp binds it to the running event loop). It never
+decompresses (``auto_decompress=False``), never adds ``accept-encoding`` or ``user-agent``,
+keeps no cookies (a cookie set for one upstream key must not ride along with another key's
+request) and never follows redirects. ``sock_read`` gives the per-wait read timeout;
+``connect`` bounds the wait for a pooled connection plus the TCP/TLS connect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+
+import aiohttp
+
+from gateway.providers.transport import (
+    ConnectError,
+    StreamCut,
+    UpstreamTimeoutError,
+    fold_headers,
+)
+
+__all__ = ["AiohttpResponse", "AiohttpTransport"]
+
+_TIMEOUT_CACHE_LIMIT = 256
+_KEEPALIVE_S = 30.0
+_DNS_CACHE_S = 300
+
+
+class AiohttpResponse:
+    """An aiohttp response seen through the `UpstreamResponse` seam."""
+
+    __slots__ = ("_done", "_response", "headers", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self._done = False
+        self.status = response.status
+        self.headers: Mapping[str, str] = fold_headers(response.headers.items())
+
+    async def read(self) -> bytes:
+        try:
+            body = await self._response.read()
+        except TimeoutError as exc:
+            self._abandon()
+            raise UpstreamTimeoutError("upstream read timed out mid-body") from exc
+        except aiohttp.ClientError as exc:
+            self._abandon()
+            raise StreamCut(f"upstream body cut ({type(exc).__name__})") from exc
+        self._finish()
+        return body
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        content = self._response.content
+        try:
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    break
+                yield chunk
+        except TimeoutError as exc:
+            raise UpstreamTimeoutError("upstream read timed out mid-body") from exc
+        except aiohttp.ClientError as exc:
+            raise StreamCut(f"upstream body cut ({type(exc).__name__})") from exc
+        else:
+            self._finish()
+        finally:
+            self._abandon()
+
+    async def aclose(self) -> None:
+        self._abandon()
+
+    def _finish(self) -> None:
+        """The body is complete: hand the connection back to the pool for reuse."""
+        if not self._done:
+            self._done = True
+            self._response.release()
+
+    def _abandon(self) -> None:
+        """Close the connection unless the body already completed (and it went back to the pool)."""
+        if not self._done:
+            self._done = True
+            self._response.close()
+
+
+class AiohttpTransport:
+    """Sends upstream requests through one aiohttp session with a pool of `max_connections`."""
+
+    def __init__(self, *, max_connections: int = 1000) -> None:
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes | None,
+        *,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+    ) -> AiohttpResponse:
+        session = self._session or self._open()
+        timeout = self._timeout(connect_timeout_s, read_timeout_s)
+        try:
+            response = await session.request(
+                method,
+                url,
+                headers=headers,
+                data=body,
+                timeout=timeout,
+                allow_redirects=False,
+            )
+        except TimeoutError as exc:
+            raise UpstreamTimeoutError("upstream did not answer in time") from exc
+        except aiohttp.ClientError as exc:
+            raise ConnectError(f"upstream connection failed ({type(exc).__name__})") from exc
+        return AiohttpResponse(response)
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            limit_per_host=0,
+            ttl_dns_cache=_DNS_CACHE_S,
+            keepalive_timeout=_KEEPALIVE_S,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            skip_auto_headers=("Accept-Encoding", "User-Agent"),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None),
+            trust_env=False,
+        )
+        return self._session
+
+    def _timeout(self, connect_s: float, read_s: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get((connect_s, read_s))
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(total=None, connect=connect_s, sock_read=read_s)
+            if len(self._timeouts) < _TIMEOUT_CACHE_LIMIT:
+                self._timeouts[(connect_s, read_s)] = timeout
+        return timeout

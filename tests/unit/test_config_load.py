@@ -1,0 +1,151 @@
+"""Config loading: the shipped examples load, and every mistake names its field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config_load import ConfigError, apply_env, load_config, parse_config
+from gateway.routing.table import RouteTable
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {
+    "OPENAI_API_KEY_1": "sk-one-aaaa",
+    "OPENAI_API_KEY_2": "sk-two-bbbb",
+    "ANTHROPIC_API_KEY": "sk-ant-cccc",
+    "KEYWAY_KEY_TEAM_A": "sk-team-a",
+}
+
+
+def minimal(**over: object) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "providers": {
+            "p": {"kind": "openai", "base_url": "http://x/v1", "keys": [{"id": "k", "secret": "s"}]}
+        },
+        "models": {"m": {"deployments": [{"provider": "p", "model": "m"}]}},
+    }
+    doc.update(over)
+    return doc
+
+
+def test_the_design_example_loads_and_resolves_its_secrets() -> None:
+    cfg = load_config(ROOT / "examples" / "keyway.yaml", env=ENV)
+    table = RouteTable(cfg, ENV)
+    chain = table.chain("gpt-4o-mini")
+    assert chain is not None
+    assert [d.pool.provider for d in chain] == ["openai", "anthropic"]  # fallback follows
+    assert table.pools["openai"].keys[0].secret == "sk-one-aaaa"
+    assert "sk-one" not in repr(table.pools["openai"].keys[0])
+
+
+def test_the_demo_config_loads() -> None:
+    text = (ROOT / "gateway" / "demo.yaml").read_text().replace("${FAKE_PORT}", "9100")
+    path = ROOT / "tests" / "unit" / "_demo.yaml"
+    try:
+        path.write_text(text)
+        cfg = load_config(path, env={})
+    finally:
+        path.unlink()
+    assert set(cfg.models) >= {"gpt-4o-mini", "claude-haiku"}
+
+
+def test_env_overrides_win() -> None:
+    raw = apply_env(
+        minimal(),
+        {"REDIS_URL": "redis://r:1/0", "KEYWAY_PORT": "9999", "KEY_COOLDOWN_SECONDS": "7"},
+    )
+    cfg = parse_config(raw)
+    assert cfg.redis.url == "redis://r:1/0"
+    assert cfg.server.port == 9999
+    assert cfg.routing.cooldown_s == 7
+
+
+@pytest.mark.parametrize(
+    ("doc", "field"),
+    [
+        (
+            minimal(models={"m": {"deployments": [{"provider": "nope", "model": "m"}]}}),
+            "models.m.deployments[0].provider",
+        ),
+        (
+            minimal(
+                models={"m": {"deployments": [{"provider": "p", "model": "m"}], "fallbacks": ["x"]}}
+            ),
+            "models.m.fallbacks[0]",
+        ),
+        (minimal(clients=[{"id": "c", "key": "k", "rpm": "many"}]), "clients[0].rpm"),
+        (minimal(clients=[{"id": "c", "key": "k", "models": ["ghost"]}]), "clients[0].models[0]"),
+        (minimal(server={"prot": 1}), "server"),
+        (
+            minimal(
+                providers={
+                    "p": {
+                        "kind": "azure-openai",
+                        "base_url": "http://x",
+                        "keys": [{"id": "k", "secret": "s"}],
+                    }
+                }
+            ),
+            "providers.p.api_version",
+        ),
+        (
+            minimal(
+                providers={
+                    "p": {
+                        "kind": "openai",
+                        "base_url": "ftp://x",
+                        "keys": [{"id": "k", "secret": "s"}],
+                    }
+                }
+            ),
+            "providers.p.base_url",
+        ),
+        (
+            minimal(
+                providers={
+                    "p": {
+                        "kind": "openai",
+                        "base_url": "http://x",
+                        "keys": [{"id": "k", "secret": "s", "rpm": 0}],
+                    }
+                }
+            ),
+            "providers.p.keys[0].rpm",
+        ),
+        (
+            minimal(
+                providers={
+                    "p": {
+                        "kind": "openai",
+                        "base_url": "http://x",
+                        "keys": [{"id": "k", "secret": "s"}, {"id": "k", "secret": "t"}],
+                    }
+                }
+            ),
+            "providers.p.keys[1].id",
+        ),
+    ],
+)
+def test_invalid_configs_name_the_field(doc: dict[str, object], field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc)
+    assert field in str(info.value)
+
+
+def test_a_missing_secret_env_var_names_field_and_variable() -> None:
+    cfg = parse_config(
+        minimal(
+            providers={
+                "p": {
+                    "kind": "openai",
+                    "base_url": "http://x",
+                    "keys": [{"id": "k", "secret": "env:NOPE_KEY"}],
+                }
+            }
+        )
+    )
+    with pytest.raises(
+        ConfigError, match=r"providers\.p\.keys\[0\]\.secret: environment variable NOPE_KEY"
+    ):
+        RouteTable(cfg, {})
