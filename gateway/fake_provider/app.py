@@ -17,15 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
-import msgspec
-
-from gateway.fake_provider import anthropic_wire, openai_wire
 from gateway.fake_provider.asgi import (
-    JSON_CONTENT_TYPE,
     ASGIApp,
     ConnectionCut,
     Headers,
@@ -33,51 +27,21 @@ from gateway.fake_provider.asgi import (
     Scope,
     Send,
     read_body,
-    send_body,
-    send_cut_body,
-    send_events,
     wait_for_disconnect,
 )
 from gateway.fake_provider.control import ControlAPI
-from gateway.fake_provider.dialect import ANTHROPIC, OPENAI, Dialect
-from gateway.fake_provider.faults import (
-    ERROR_MODES,
-    Fault,
-    FaultBook,
-    fault_from_headers,
-    mask_secret,
-)
+from gateway.fake_provider.dialect import ANTHROPIC, OPENAI, Dialect, send_error
+from gateway.fake_provider.endpoints import Call, Endpoints
+from gateway.fake_provider.faults import ERROR_MODES, FaultBook, fault_from_headers, mask_secret
 from gateway.fake_provider.ledger import Ledger, RecordedRequest
 from gateway.fake_provider.quota import QuotaBook
-from gateway.fake_provider.reply import Reply, ToolAnswer, new_id, text_reply, tool_answer
 from gateway.fake_provider.settings import FakeSettings
 
 __all__ = ["ConnectionCut", "FakeProvider", "app_from_env", "create_app"]
 
-_chat_decoder = msgspec.json.Decoder(openai_wire.ChatRequest)
-_completion_decoder = msgspec.json.Decoder(openai_wire.CompletionRequest)
-_embedding_decoder = msgspec.json.Decoder(openai_wire.EmbeddingRequest)
-_messages_decoder = msgspec.json.Decoder(anthropic_wire.MessagesRequest)
-_encoder = msgspec.json.Encoder()
-
 _AZURE_PREFIX = "/openai/deployments/"
 
-
-@dataclass(slots=True)
-class Call:
-    """One API request on its way through the pipeline."""
-
-    key: str
-    body: bytes
-    deployment: str | None
-    """The Azure deployment named in the path; it stands for the model."""
-    dialect: Dialect
-    fault: Fault | None
-    send: Send
-    receive: Receive
-
-
-Endpoint = Callable[["Call"], Awaitable[None]]
+Endpoint = Callable[[Call], Awaitable[None]]
 
 
 class FakeProvider:
@@ -89,22 +53,20 @@ class FakeProvider:
         self.ledger = Ledger()
         self.quota = QuotaBook(settings.rpm_limit, settings.tpm_limit)
         self._control = ControlAPI(self.faults, self.ledger, self.quota)
+        self._endpoints = endpoints = Endpoints(settings, self.quota)
         self._latency_s = settings.latency_ms / 1000
-        self._chunk_delay_s = settings.chunk_delay_ms / 1000
-        self._openai_models = openai_wire.models_body(settings.models)
-        self._anthropic_models = anthropic_wire.models_body(settings.models)
         self._routes: dict[str, tuple[str, Dialect, Endpoint]] = {
-            "/v1/chat/completions": ("POST", OPENAI, self._chat),
-            "/v1/completions": ("POST", OPENAI, self._completion),
-            "/v1/embeddings": ("POST", OPENAI, self._embeddings),
-            "/v1/models": ("GET", OPENAI, self._models),
-            "/v1/messages": ("POST", ANTHROPIC, self._messages),
-            "/v1/messages/count_tokens": ("POST", ANTHROPIC, self._count_tokens),
+            "/v1/chat/completions": ("POST", OPENAI, endpoints.chat),
+            "/v1/completions": ("POST", OPENAI, endpoints.completion),
+            "/v1/embeddings": ("POST", OPENAI, endpoints.embeddings),
+            "/v1/models": ("GET", OPENAI, endpoints.models),
+            "/v1/messages": ("POST", ANTHROPIC, endpoints.messages),
+            "/v1/messages/count_tokens": ("POST", ANTHROPIC, endpoints.count_tokens),
         }
         self._azure_routes: dict[str, Endpoint] = {
-            "chat/completions": self._chat,
-            "completions": self._completion,
-            "embeddings": self._embeddings,
+            "chat/completions": endpoints.chat,
+            "completions": endpoints.completion,
+            "embeddings": endpoints.embeddings,
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -126,7 +88,7 @@ class FakeProvider:
                     route = ("POST", OPENAI, endpoint)
             if route is None:
                 await read_body(receive)
-                await _fail(send, OPENAI, 404, f"Invalid URL ({scope['method']} {path})")
+                await send_error(send, OPENAI, 404, f"Invalid URL ({scope['method']} {path})")
                 return
         await self._serve(scope, receive, send, route, deployment)
 
@@ -151,214 +113,70 @@ class FakeProvider:
                 api_key = value.decode("latin-1").strip()
             elif name == b"x-fake-fault":
                 fault_mode = value.decode("latin-1").strip()
+        # Each dialect reads only its own credential header, as upstream does, so a gateway
+        # that sends the wrong one gets the 401 it would get in production.
         if deployment is not None:
             key = api_key or bearer
         elif dialect is ANTHROPIC:
             key = x_api_key or bearer
-        elif endpoint == self._models and x_api_key and not bearer:
+        elif endpoint == self._endpoints.models and x_api_key and not bearer:
             dialect, key = ANTHROPIC, x_api_key
         else:
             key = bearer
 
         body = await read_body(receive)
         masked = mask_secret(key)
-        self.ledger.begin(
-            masked,
-            RecordedRequest(scope["method"], scope["path"], scope["query_string"], headers, body),
+        request = RecordedRequest(
+            scope["method"], scope["path"], scope["query_string"], headers, body
         )
+        self.ledger.begin(masked, request)
         try:
             if self._latency_s:
                 await asyncio.sleep(self._latency_s)
             if scope["method"] != method:
-                await _fail(send, dialect, 405, f"Method {scope['method']} not allowed here")
+                await send_error(send, dialect, 405, f"Method {scope['method']} not allowed here")
                 return
             if not key:
-                await _fail(send, dialect, 401, _missing_key_message(dialect, deployment))
+                await send_error(send, dialect, 401, _missing_key_message(dialect, deployment))
                 return
+            call = Call(key, body, deployment, dialect, None, send, receive)
             if deployment is not None and b"api-version=" not in scope["query_string"]:
-                await _fail(send, dialect, 404, "Resource not found: api-version is required")
+                await self._endpoints.refuse(
+                    call, 404, "Resource not found: api-version is required"
+                )
                 return
             try:
-                fault = (
+                call.fault = (
                     fault_from_headers(headers, fault_mode) if fault_mode else self.faults.take(key)
                 )
             except ValueError as exc:
-                await _fail(send, dialect, 400, str(exc))
+                await self._endpoints.refuse(call, 400, str(exc))
                 return
-            if fault is not None:
-                if fault.mode in ERROR_MODES:
-                    await self._fail_by_fault(send, dialect, fault)
+            if call.fault is not None:
+                if call.fault.mode in ERROR_MODES:
+                    await self._fail_by_fault(call)
                     return
-                if fault.mode == "hang":
+                if call.fault.mode == "hang":
                     await wait_for_disconnect(receive)
                     return
-                if fault.mode == "slow":
-                    await asyncio.sleep(fault.delay_ms / 1000)
-            await endpoint(Call(key, body, deployment, dialect, fault, send, receive))
+                if call.fault.mode == "slow":
+                    await asyncio.sleep(call.fault.delay_ms / 1000)
+            await endpoint(call)
         finally:
             self.ledger.end(masked)
 
-    async def _fail_by_fault(self, send: Send, dialect: Dialect, fault: Fault) -> None:
+    async def _fail_by_fault(self, call: Call) -> None:
+        fault = call.fault
+        assert fault is not None
         status = int(fault.mode)
         if status != 429:
-            await _fail(send, dialect, status)
+            await self._endpoints.refuse(call, status)
             return
-        headers = dialect.headers(self.quota.exhausted(fault.retry_after_s))
+        headers = call.dialect.headers(self.quota.exhausted(fault.retry_after_s))
         headers.append((b"retry-after", b"%d" % fault.retry_after_s))
         if fault.retry_after_ms is not None:
             headers.append((b"retry-after-ms", b"%d" % fault.retry_after_ms))
-        await _fail(send, dialect, 429, headers=headers)
-
-    async def _answer(
-        self,
-        call: Call,
-        dialect: Dialect,
-        tokens: int,
-        body: bytes | None = None,
-        events: list[bytes] | None = None,
-    ) -> None:
-        """Admit the request into the key's window, then send ``body`` or stream ``events``."""
-        snapshot = self.quota.admit(call.key, tokens)
-        headers = dialect.headers(snapshot)
-        if not snapshot.admitted:
-            headers.append((b"retry-after", b"%d" % snapshot.retry_after_s))
-            await _fail(call.send, dialect, 429, headers=headers)
-            return
-        cut = call.fault is not None and call.fault.mode == "cut"
-        if events is not None:
-            await send_events(call.send, call.receive, headers, events, self._chunk_delay_s, cut)
-            return
-        assert body is not None
-        headers.append(JSON_CONTENT_TYPE)
-        await (send_cut_body if cut else send_body)(call.send, 200, headers, body)
-
-    # -- OpenAI ---------------------------------------------------------------------------------
-
-    async def _chat(self, call: Call) -> None:
-        try:
-            request = _chat_decoder.decode(call.body)
-        except msgspec.DecodeError as exc:
-            await _fail(call.send, OPENAI, 400, f"Invalid request body: {exc}")
-            return
-        model = call.deployment or request.model
-        if not model or not request.messages:
-            await _fail(call.send, OPENAI, 400, "you must provide a model and messages")
-            return
-        prompt_tokens = openai_wire.chat_prompt_tokens(request)
-        tool = openai_wire.chosen_tool(request)
-        answer: Reply | ToolAnswer
-        if tool is None:
-            limit = request.max_completion_tokens or request.max_tokens
-            answer = text_reply(call.key, self.settings.stream_chunks, limit)
-        else:
-            answer = tool_answer(tool.name, tool.parameters, self.settings.stream_chunks)
-        id_, created = new_id("chatcmpl-"), int(time.time())
-        tokens = prompt_tokens + answer.completion_tokens
-        if request.stream:
-            include_usage = (
-                request.stream_options is not None and request.stream_options.include_usage
-            )
-            events = openai_wire.chat_chunks(
-                id_, model, created, prompt_tokens, answer, include_usage
-            )
-            await self._answer(call, OPENAI, tokens, events=events)
-        else:
-            body = openai_wire.chat_body(id_, model, created, prompt_tokens, answer)
-            await self._answer(call, OPENAI, tokens, body=body)
-
-    async def _completion(self, call: Call) -> None:
-        try:
-            request = _completion_decoder.decode(call.body)
-        except msgspec.DecodeError as exc:
-            await _fail(call.send, OPENAI, 400, f"Invalid request body: {exc}")
-            return
-        model = call.deployment or request.model
-        if not model:
-            await _fail(call.send, OPENAI, 400, "you must provide a model parameter")
-            return
-        prompt_tokens = openai_wire.prompt_tokens_of(request.prompt)
-        reply = text_reply(call.key, self.settings.stream_chunks, request.max_tokens)
-        id_, created = new_id("cmpl-"), int(time.time())
-        tokens = prompt_tokens + reply.completion_tokens
-        if request.stream:
-            include_usage = (
-                request.stream_options is not None and request.stream_options.include_usage
-            )
-            events = openai_wire.completion_chunks(
-                id_, model, created, prompt_tokens, reply, include_usage
-            )
-            await self._answer(call, OPENAI, tokens, events=events)
-        else:
-            body = openai_wire.completion_body(id_, model, created, prompt_tokens, reply)
-            await self._answer(call, OPENAI, tokens, body=body)
-
-    async def _embeddings(self, call: Call) -> None:
-        try:
-            request = _embedding_decoder.decode(call.body)
-        except msgspec.DecodeError as exc:
-            await _fail(call.send, OPENAI, 400, f"Invalid request body: {exc}")
-            return
-        model = call.deployment or request.model
-        if not model or request.input in (None, "", []):
-            await _fail(call.send, OPENAI, 400, "you must provide a model and a non-empty input")
-            return
-        dimensions = request.dimensions or 8
-        body = openai_wire.embeddings_body(model, request, dimensions)
-        await self._answer(call, OPENAI, openai_wire.prompt_tokens_of(request.input), body=body)
-
-    async def _models(self, call: Call) -> None:
-        body = self._anthropic_models if call.dialect is ANTHROPIC else self._openai_models
-        await self._answer(call, call.dialect, 0, body=body)
-
-    # -- Anthropic ------------------------------------------------------------------------------
-
-    async def _messages(self, call: Call) -> None:
-        try:
-            request = _messages_decoder.decode(call.body)
-        except msgspec.DecodeError as exc:
-            await _fail(call.send, ANTHROPIC, 400, f"Invalid request body: {exc}")
-            return
-        if not request.model or not request.messages or request.max_tokens is None:
-            await _fail(call.send, ANTHROPIC, 400, "model, messages and max_tokens are required")
-            return
-        input_tokens = anthropic_wire.prompt_tokens(request)
-        tool = anthropic_wire.chosen_tool(request)
-        answer: Reply | ToolAnswer
-        if tool is None:
-            answer = text_reply(call.key, self.settings.stream_chunks, request.max_tokens)
-        else:
-            answer = tool_answer(tool.name, tool.input_schema, self.settings.stream_chunks)
-        id_ = new_id("msg_")
-        tokens = input_tokens + answer.completion_tokens
-        if request.stream:
-            events = anthropic_wire.message_events(id_, request.model, input_tokens, answer)
-            await self._answer(call, ANTHROPIC, tokens, events=events)
-        else:
-            body = anthropic_wire.message_body(id_, request.model, input_tokens, answer)
-            await self._answer(call, ANTHROPIC, tokens, body=body)
-
-    async def _count_tokens(self, call: Call) -> None:
-        try:
-            request = _messages_decoder.decode(call.body)
-        except msgspec.DecodeError as exc:
-            await _fail(call.send, ANTHROPIC, 400, f"Invalid request body: {exc}")
-            return
-        body = _encoder.encode({"input_tokens": anthropic_wire.prompt_tokens(request)})
-        await send_body(call.send, 200, ANTHROPIC.json_headers(), body)
-
-
-async def _fail(
-    send: Send,
-    dialect: Dialect,
-    status: int,
-    message: str | None = None,
-    headers: Headers | None = None,
-) -> None:
-    if headers is None:
-        headers = dialect.json_headers()
-    else:
-        headers.append(JSON_CONTENT_TYPE)
-    await send_body(send, status, headers, dialect.error_body(status, message))
+        await send_error(call.send, call.dialect, 429, None, headers)
 
 
 def _missing_key_message(dialect: Dialect, deployment: str | None) -> str:

@@ -13,11 +13,19 @@ from typing import Protocol
 
 import msgspec
 
-from gateway.fake_provider.asgi import JSON_CONTENT_TYPE, Headers
+from gateway.fake_provider.asgi import JSON_CONTENT_TYPE, Headers, Send, send_body
 from gateway.fake_provider.quota import QuotaSnapshot
 from gateway.fake_provider.reply import new_id
 
-__all__ = ["ANTHROPIC", "OPENAI", "AnthropicDialect", "Dialect", "OpenAIDialect", "go_duration"]
+__all__ = [
+    "ANTHROPIC",
+    "OPENAI",
+    "AnthropicDialect",
+    "Dialect",
+    "OpenAIDialect",
+    "go_duration",
+    "send_error",
+]
 
 _encoder = msgspec.json.Encoder()
 
@@ -154,3 +162,18 @@ class AnthropicDialect:
 
 OPENAI: Dialect = OpenAIDialect()
 ANTHROPIC: Dialect = AnthropicDialect()
+
+
+async def send_error(
+    send: Send,
+    dialect: Dialect,
+    status: int,
+    message: str | None = None,
+    headers: Headers | None = None,
+) -> None:
+    """Send the error object of ``dialect`` for ``status``, with ``headers`` if given."""
+    if headers is None:
+        headers = dialect.json_headers()
+    else:
+        headers.append(JSON_CONTENT_TYPE)
+    await send_body(send, status, headers, dialect.error_body(status, message))

@@ -93,6 +93,22 @@ class QuotaBook:
             reset_tokens_s=reset_s,
         )
 
+    def peek(self, key: str, now: float | None = None) -> QuotaSnapshot:
+        """The window of ``key`` as it stands, counting nothing (for headers on refusals)."""
+        now = time.monotonic() if now is None else now
+        window = self._windows.get(key)
+        if window is None or now - window.opened >= WINDOW_S:
+            window = _Window(now)
+        return QuotaSnapshot(
+            admitted=True,
+            limit_requests=self.limit_requests,
+            remaining_requests=max(0, self.limit_requests - window.requests),
+            reset_requests_s=window.opened + WINDOW_S - now,
+            limit_tokens=self.limit_tokens,
+            remaining_tokens=max(0, self.limit_tokens - window.tokens),
+            reset_tokens_s=window.opened + WINDOW_S - now,
+        )
+
     def exhausted(self, retry_after_s: float) -> QuotaSnapshot:
         """The snapshot a 429 fault reports (see :meth:`QuotaSnapshot.exhausted`)."""
         return QuotaSnapshot.exhausted(retry_after_s, self.limit_requests, self.limit_tokens)

@@ -22,7 +22,7 @@ DEFAULT_MODELS: tuple[str, ...] = (
     "gpt-4.1-mini",
     "text-embedding-3-small",
     "claude-3-5-haiku-latest",
-    "claude-sonnet-4-5",
+    "claude-haiku-4-5",
 )
 
 

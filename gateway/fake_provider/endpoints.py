@@ -1,0 +1,197 @@
+"""What each API endpoint answers once the pipeline has let a request through.
+
+Every answer is admitted into the key's rate-limit window first (a full window answers 429
+with ``retry-after``), then sent whole or streamed one event per ASGI message. Refusals
+(400 on a malformed body) carry the same rate-limit headers as answers, as upstream's do.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import msgspec
+
+from gateway.fake_provider import anthropic_wire, openai_wire
+from gateway.fake_provider.asgi import (
+    JSON_CONTENT_TYPE,
+    Receive,
+    Send,
+    send_body,
+    send_cut_body,
+    send_events,
+)
+from gateway.fake_provider.dialect import ANTHROPIC, Dialect, send_error
+from gateway.fake_provider.faults import Fault
+from gateway.fake_provider.quota import QuotaBook
+from gateway.fake_provider.reply import Reply, ToolAnswer, new_id, text_reply, tool_answer
+from gateway.fake_provider.settings import FakeSettings
+
+__all__ = ["Call", "Endpoints"]
+
+_chat_decoder = msgspec.json.Decoder(openai_wire.ChatRequest)
+_completion_decoder = msgspec.json.Decoder(openai_wire.CompletionRequest)
+_embedding_decoder = msgspec.json.Decoder(openai_wire.EmbeddingRequest)
+_messages_decoder = msgspec.json.Decoder(anthropic_wire.MessagesRequest)
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(slots=True)
+class Call:
+    """One authenticated API request, past its faults, on its way to an endpoint."""
+
+    key: str
+    body: bytes
+    deployment: str | None
+    """The Azure deployment named in the path; it stands for the model."""
+    dialect: Dialect
+    fault: Fault | None
+    """A fault that lets the request through but changes its answer ("slow", "cut")."""
+    send: Send
+    receive: Receive
+
+
+class Endpoints:
+    """The handlers of the API paths, sharing the settings and the rate-limit windows."""
+
+    def __init__(self, settings: FakeSettings, quota: QuotaBook) -> None:
+        self.quota = quota
+        self._chunks = settings.stream_chunks
+        self._chunk_delay_s = settings.chunk_delay_ms / 1000
+        self._openai_models = openai_wire.models_body(settings.models)
+        self._anthropic_models = anthropic_wire.models_body(settings.models)
+
+    async def refuse(self, call: Call, status: int, message: str | None = None) -> None:
+        """An error in the call's dialect, with the key's current rate-limit headers."""
+        await send_error(
+            call.send,
+            call.dialect,
+            status,
+            message,
+            call.dialect.headers(self.quota.peek(call.key)),
+        )
+
+    async def _answer(
+        self, call: Call, tokens: int, body: bytes | None = None, events: list[bytes] | None = None
+    ) -> None:
+        """Admit the request into the key's window, then send ``body`` or stream ``events``."""
+        snapshot = self.quota.admit(call.key, tokens)
+        headers = call.dialect.headers(snapshot)
+        if not snapshot.admitted:
+            headers.append((b"retry-after", b"%d" % snapshot.retry_after_s))
+            await send_error(call.send, call.dialect, 429, None, headers)
+            return
+        cut = call.fault is not None and call.fault.mode == "cut"
+        if events is not None:
+            await send_events(call.send, call.receive, headers, events, self._chunk_delay_s, cut)
+            return
+        assert body is not None
+        headers.append(JSON_CONTENT_TYPE)
+        await (send_cut_body if cut else send_body)(call.send, 200, headers, body)
+
+    # -- OpenAI ---------------------------------------------------------------------------------
+
+    async def chat(self, call: Call) -> None:
+        try:
+            request = _chat_decoder.decode(call.body)
+        except msgspec.DecodeError as exc:
+            await self.refuse(call, 400, f"Invalid request body: {exc}")
+            return
+        model = call.deployment or request.model
+        if not model or not request.messages:
+            await self.refuse(call, 400, "you must provide a model and messages")
+            return
+        prompt_tokens = openai_wire.chat_prompt_tokens(request)
+        tool = openai_wire.chosen_tool(request)
+        answer: Reply | ToolAnswer
+        if tool is None:
+            limit = request.max_completion_tokens or request.max_tokens
+            answer = text_reply(call.key, self._chunks, limit)
+        else:
+            answer = tool_answer(tool.name, tool.parameters, self._chunks)
+        id_, created = new_id("chatcmpl-"), int(time.time())
+        tokens = prompt_tokens + answer.completion_tokens
+        if request.stream:
+            usage = request.stream_options is not None and request.stream_options.include_usage
+            events = openai_wire.chat_chunks(id_, model, created, prompt_tokens, answer, usage)
+            await self._answer(call, tokens, events=events)
+        else:
+            body = openai_wire.chat_body(id_, model, created, prompt_tokens, answer)
+            await self._answer(call, tokens, body=body)
+
+    async def completion(self, call: Call) -> None:
+        try:
+            request = _completion_decoder.decode(call.body)
+        except msgspec.DecodeError as exc:
+            await self.refuse(call, 400, f"Invalid request body: {exc}")
+            return
+        model = call.deployment or request.model
+        if not model:
+            await self.refuse(call, 400, "you must provide a model parameter")
+            return
+        prompt_tokens = openai_wire.prompt_tokens_of(request.prompt)
+        reply = text_reply(call.key, self._chunks, request.max_tokens)
+        id_, created = new_id("cmpl-"), int(time.time())
+        tokens = prompt_tokens + reply.completion_tokens
+        if request.stream:
+            usage = request.stream_options is not None and request.stream_options.include_usage
+            events = openai_wire.completion_chunks(id_, model, created, prompt_tokens, reply, usage)
+            await self._answer(call, tokens, events=events)
+        else:
+            body = openai_wire.completion_body(id_, model, created, prompt_tokens, reply)
+            await self._answer(call, tokens, body=body)
+
+    async def embeddings(self, call: Call) -> None:
+        try:
+            request = _embedding_decoder.decode(call.body)
+        except msgspec.DecodeError as exc:
+            await self.refuse(call, 400, f"Invalid request body: {exc}")
+            return
+        model = call.deployment or request.model
+        if not model or request.input in (None, "", []):
+            await self.refuse(call, 400, "you must provide a model and a non-empty input")
+            return
+        body = openai_wire.embeddings_body(model, request, request.dimensions or 8)
+        await self._answer(call, openai_wire.prompt_tokens_of(request.input), body=body)
+
+    async def models(self, call: Call) -> None:
+        """The model list, in Anthropic's shape when the key came in ``x-api-key``."""
+        body = self._anthropic_models if call.dialect is ANTHROPIC else self._openai_models
+        await self._answer(call, 0, body=body)
+
+    # -- Anthropic ------------------------------------------------------------------------------
+
+    async def messages(self, call: Call) -> None:
+        try:
+            request = _messages_decoder.decode(call.body)
+        except msgspec.DecodeError as exc:
+            await self.refuse(call, 400, f"Invalid request body: {exc}")
+            return
+        if not request.model or not request.messages or request.max_tokens is None:
+            await self.refuse(call, 400, "model, messages and max_tokens are required")
+            return
+        input_tokens = anthropic_wire.prompt_tokens(request)
+        tool = anthropic_wire.chosen_tool(request)
+        answer: Reply | ToolAnswer
+        if tool is None:
+            answer = text_reply(call.key, self._chunks, request.max_tokens)
+        else:
+            answer = tool_answer(tool.name, tool.input_schema, self._chunks)
+        id_ = new_id("msg_")
+        tokens = input_tokens + answer.completion_tokens
+        if request.stream:
+            events = anthropic_wire.message_events(id_, request.model, input_tokens, answer)
+            await self._answer(call, tokens, events=events)
+        else:
+            body = anthropic_wire.message_body(id_, request.model, input_tokens, answer)
+            await self._answer(call, tokens, body=body)
+
+    async def count_tokens(self, call: Call) -> None:
+        """``{"input_tokens": n}``; counting is free, so it stays outside the windows."""
+        try:
+            request = _messages_decoder.decode(call.body)
+        except msgspec.DecodeError as exc:
+            await self.refuse(call, 400, f"Invalid request body: {exc}")
+            return
+        body = _encoder.encode({"input_tokens": anthropic_wire.prompt_tokens(request)})
+        await send_body(call.send, 200, ANTHROPIC.json_headers(), body)

@@ -1,0 +1,841 @@
+"""The fake upstream provider: OpenAI, Azure and Anthropic wire shapes, faults, stats, and Granian."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import math
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from gateway.fake_provider import app as app_module
+from gateway.fake_provider.app import create_app
+from gateway.fake_provider.dialect import go_duration
+from gateway.fake_provider.settings import FakeSettings
+
+KEY = "sk-test-0123456789abcdef"
+MASKED = KEY[-8:]
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello in one line."}]}
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
+            "required": ["city"],
+        },
+    },
+}
+ANTHROPIC_TOOL = {
+    "name": "get_weather",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+    },
+}
+MESSAGES = {
+    "model": "claude-haiku-4-5",
+    "max_tokens": 100,
+    "messages": [{"role": "user", "content": "Say hello."}],
+}
+GO_DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+(\.\d+)?s|\d+ms)$")
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def openai_headers(key: str = KEY, **extra: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}", **extra}
+
+
+def anthropic_headers(key: str = KEY, **extra: str) -> dict[str, str]:
+    return {"x-api-key": key, "anthropic-version": "2023-06-01", **extra}
+
+
+def make_client(
+    settings: FakeSettings | None = None, raise_app_exceptions: bool = True
+) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(
+        app=create_app(settings), raise_app_exceptions=raise_app_exceptions
+    )
+    return httpx.AsyncClient(transport=transport, base_url="http://fake")
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with make_client() as c:
+        yield c
+
+
+def sse_data(text: str) -> list[Any]:
+    """The ``data:`` payloads of an OpenAI stream, ``[DONE]`` kept as the string."""
+    payloads: list[Any] = []
+    for frame in text.split("\n\n"):
+        if frame:
+            assert frame.startswith("data: "), frame
+            data = frame[len("data: ") :]
+            payloads.append(data if data == "[DONE]" else msgspec.json.decode(data))
+    return payloads
+
+
+def sse_events(text: str) -> list[tuple[str, Any]]:
+    """The ``(event, data)`` pairs of an Anthropic stream."""
+    events = []
+    for frame in text.split("\n\n"):
+        if frame:
+            event_line, data_line = frame.split("\n")
+            assert event_line.startswith("event: ") and data_line.startswith("data: "), frame
+            events.append(
+                (event_line[len("event: ") :], msgspec.json.decode(data_line[len("data: ") :]))
+            )
+    return events
+
+
+async def stats(client: httpx.AsyncClient) -> dict[str, Any]:
+    response = await client.get("/_fake/stats")
+    assert response.status_code == 200
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def arm(client: httpx.AsyncClient, **fault: Any) -> None:
+    response = await client.post("/_fake/faults", json=fault)
+    assert response.status_code == 200, response.text
+
+
+# -- OpenAI -----------------------------------------------------------------------------------
+
+
+async def test_chat_completion_is_a_realistic_openai_object(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/chat/completions", json=CHAT, headers=openai_headers())
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"].startswith("chatcmpl-")
+    assert body["object"] == "chat.completion"
+    assert body["model"] == "gpt-4o-mini"
+    assert isinstance(body["created"], int)
+    choice = body["choices"][0]
+    assert choice["message"]["role"] == "assistant"
+    assert choice["message"]["content"] == "Hello from fake provider (key ...cdef)"
+    assert choice["finish_reason"] == "stop"
+    usage = body["usage"]
+    assert usage["prompt_tokens"] == len("Say hello in one line.") // 4 + 1
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert response.headers["x-request-id"].startswith("req_")
+    assert (
+        int(response.headers["x-ratelimit-remaining-requests"])
+        == int(response.headers["x-ratelimit-limit-requests"]) - 1
+    )
+    assert int(response.headers["x-ratelimit-remaining-tokens"]) < int(
+        response.headers["x-ratelimit-limit-tokens"]
+    )
+    assert GO_DURATION.match(response.headers["x-ratelimit-reset-requests"])
+    assert GO_DURATION.match(response.headers["x-ratelimit-reset-tokens"])
+
+
+async def test_max_tokens_cuts_the_answer_short(client: httpx.AsyncClient) -> None:
+    for field in ("max_tokens", "max_completion_tokens"):
+        response = await client.post(
+            "/v1/chat/completions", json={**CHAT, field: 2}, headers=openai_headers()
+        )
+        body = response.json()
+        assert body["usage"]["completion_tokens"] == 2
+        assert body["choices"][0]["message"]["content"] == "Hello from"
+        assert body["choices"][0]["finish_reason"] == "length"
+
+
+async def test_chat_stream_follows_openai_chunk_order_with_usage(client: httpx.AsyncClient) -> None:
+    plain = (await client.post("/v1/chat/completions", json=CHAT, headers=openai_headers())).json()
+    request = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+    response = await client.post("/v1/chat/completions", json=request, headers=openai_headers())
+    assert response.headers["content-type"].startswith("text/event-stream")
+    chunks = sse_data(response.text)
+    assert chunks[-1] == "[DONE]"
+    first, *deltas, finish, usage_chunk, _ = chunks
+    assert first["object"] == "chat.completion.chunk"
+    assert first["choices"][0]["delta"] == {"role": "assistant", "content": "", "refusal": None}
+    assert len(deltas) == 5
+    assert (
+        "".join(c["choices"][0]["delta"]["content"] for c in deltas)
+        == plain["choices"][0]["message"]["content"]
+    )
+    assert finish["choices"][0] == {
+        "index": 0,
+        "delta": {},
+        "logprobs": None,
+        "finish_reason": "stop",
+    }
+    assert all(c["usage"] is None for c in [first, *deltas, finish])
+    assert usage_chunk["choices"] == []
+    assert usage_chunk["usage"] == plain["usage"]
+    assert len({c["id"] for c in chunks[:-1]}) == 1
+
+
+async def test_chat_stream_without_include_usage_has_no_usage_field(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/v1/chat/completions", json={**CHAT, "stream": True}, headers=openai_headers()
+    )
+    chunks = sse_data(response.text)
+    assert chunks[-1] == "[DONE]"
+    assert all("usage" not in c for c in chunks[:-1])
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_tools_get_a_tool_call_with_schema_shaped_arguments(
+    client: httpx.AsyncClient,
+) -> None:
+    request = {**CHAT, "tools": [WEATHER_TOOL, {**WEATHER_TOOL, "function": {"name": "other"}}]}
+    body = (
+        await client.post("/v1/chat/completions", json=request, headers=openai_headers())
+    ).json()
+    choice = body["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["content"] is None
+    (call,) = choice["message"]["tool_calls"]
+    assert call["id"].startswith("call_")
+    assert call["type"] == "function"
+    assert call["function"]["name"] == "get_weather"
+    assert msgspec.json.decode(call["function"]["arguments"]) == {"city": "fake", "unit": "c"}
+
+
+async def test_streamed_tool_call_spreads_arguments_over_several_deltas(
+    client: httpx.AsyncClient,
+) -> None:
+    request = {**CHAT, "tools": [WEATHER_TOOL], "stream": True}
+    chunks = sse_data(
+        (await client.post("/v1/chat/completions", json=request, headers=openai_headers())).text
+    )
+    first_call = chunks[0]["choices"][0]["delta"]["tool_calls"][0]
+    assert first_call["id"].startswith("call_")
+    assert first_call["function"] == {"name": "get_weather", "arguments": ""}
+    pieces = [
+        c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"] for c in chunks[1:-2]
+    ]
+    assert len(pieces) > 1
+    assert msgspec.json.decode("".join(pieces)) == {"city": "fake", "unit": "c"}
+    assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+async def test_tool_result_gets_a_text_answer(client: httpx.AsyncClient) -> None:
+    messages = [
+        *CHAT["messages"],
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{}"},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
+    request = {"model": "gpt-4o", "messages": messages, "tools": [WEATHER_TOOL]}
+    body = (
+        await client.post("/v1/chat/completions", json=request, headers=openai_headers())
+    ).json()
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert body["choices"][0]["message"]["content"].startswith("Hello from fake provider")
+
+
+async def test_legacy_completion_and_its_stream(client: httpx.AsyncClient) -> None:
+    request = {"model": "gpt-3.5-turbo-instruct", "prompt": "Once upon a time"}
+    body = (await client.post("/v1/completions", json=request, headers=openai_headers())).json()
+    assert body["object"] == "text_completion"
+    assert body["id"].startswith("cmpl-")
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert body["usage"]["prompt_tokens"] == len("Once upon a time") // 4 + 1
+    stream = {**request, "stream": True, "stream_options": {"include_usage": True}}
+    chunks = sse_data(
+        (await client.post("/v1/completions", json=stream, headers=openai_headers())).text
+    )
+    assert chunks[-1] == "[DONE]"
+    assert chunks[-2]["choices"] == [] and chunks[-2]["usage"] == body["usage"]
+    assert chunks[-3]["choices"][0]["finish_reason"] == "stop"
+    assert "".join(c["choices"][0]["text"] for c in chunks[:-2]) == body["choices"][0]["text"]
+
+
+async def test_embeddings_are_deterministic_unit_vectors(client: httpx.AsyncClient) -> None:
+    one = (
+        await client.post(
+            "/v1/embeddings", json={"model": "e", "input": "abc"}, headers=openai_headers()
+        )
+    ).json()
+    assert one["object"] == "list" and one["model"] == "e"
+    (item,) = one["data"]
+    assert item["object"] == "embedding" and item["index"] == 0
+    assert len(item["embedding"]) == 8
+    assert math.isclose(sum(v * v for v in item["embedding"]), 1.0, rel_tol=1e-9)
+    assert one["usage"] == {"prompt_tokens": 1, "total_tokens": 1}
+
+    many = (
+        await client.post(
+            "/v1/embeddings",
+            json={"model": "e", "input": ["abc", "xyz"], "dimensions": 16},
+            headers=openai_headers(),
+        )
+    ).json()
+    assert [d["index"] for d in many["data"]] == [0, 1]
+    assert all(len(d["embedding"]) == 16 for d in many["data"])
+    assert many["data"][0]["embedding"] != many["data"][1]["embedding"]
+    again = (
+        await client.post(
+            "/v1/embeddings", json={"model": "e", "input": "abc"}, headers=openai_headers()
+        )
+    ).json()
+    assert again["data"][0]["embedding"] == item["embedding"]
+
+    encoded = (
+        await client.post(
+            "/v1/embeddings",
+            json={"model": "e", "input": "abc", "encoding_format": "base64"},
+            headers=openai_headers(),
+        )
+    ).json()
+    floats = struct.unpack("<8f", base64.b64decode(encoded["data"][0]["embedding"]))
+    assert floats == pytest.approx(item["embedding"], rel=1e-6)
+
+
+async def test_models_list_in_both_dialects() -> None:
+    async with make_client(FakeSettings(models=("m-1", "m-2"))) as client:
+        openai = (await client.get("/v1/models", headers=openai_headers())).json()
+        assert openai["object"] == "list"
+        assert [m["id"] for m in openai["data"]] == ["m-1", "m-2"]
+        assert all(m["object"] == "model" for m in openai["data"])
+        anthropic = (await client.get("/v1/models", headers=anthropic_headers())).json()
+        assert [m["id"] for m in anthropic["data"]] == ["m-1", "m-2"]
+        assert anthropic["has_more"] is False and anthropic["first_id"] == "m-1"
+
+
+async def test_azure_deployment_path_uses_api_key_and_deployment_as_model(
+    client: httpx.AsyncClient,
+) -> None:
+    path = "/openai/deployments/my-gpt4o/chat/completions"
+    response = await client.post(
+        f"{path}?api-version=2024-10-21",
+        json={"messages": CHAT["messages"]},
+        headers={"api-key": KEY},
+    )
+    assert response.status_code == 200
+    assert response.json()["model"] == "my-gpt4o"
+    assert "x-ratelimit-remaining-requests" in response.headers
+    without_version = await client.post(
+        path, json={"messages": CHAT["messages"]}, headers={"api-key": KEY}
+    )
+    assert without_version.status_code == 404
+    embeddings = await client.post(
+        "/openai/deployments/emb/embeddings?api-version=2024-10-21",
+        json={"input": "x"},
+        headers={"api-key": KEY},
+    )
+    assert embeddings.json()["model"] == "emb"
+
+
+async def test_missing_or_misplaced_key_is_401_in_the_endpoint_dialect(
+    client: httpx.AsyncClient,
+) -> None:
+    missing = await client.post("/v1/chat/completions", json=CHAT)
+    assert missing.status_code == 401
+    error = missing.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error"
+    # OpenAI reads only the Bearer token: an Anthropic-style header must not authenticate.
+    misplaced = await client.post("/v1/chat/completions", json=CHAT, headers={"x-api-key": KEY})
+    assert misplaced.status_code == 401
+    anthropic = await client.post("/v1/messages", json=MESSAGES)
+    assert anthropic.status_code == 401
+    assert anthropic.json() == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "x-api-key header is required"},
+    }
+
+
+async def test_malformed_body_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/chat/completions", content=b"{not json", headers=openai_headers()
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    unknown = await client.post("/v1/nope", json={}, headers=openai_headers())
+    assert unknown.status_code == 404
+
+
+# -- Anthropic --------------------------------------------------------------------------------
+
+
+async def test_message_is_a_realistic_anthropic_object(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/messages", json={**MESSAGES, "system": "Be brief."}, headers=anthropic_headers()
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"].startswith("msg_")
+    assert (body["type"], body["role"], body["model"]) == (
+        "message",
+        "assistant",
+        "claude-haiku-4-5",
+    )
+    assert body["content"] == [{"type": "text", "text": "Hello from fake provider (key ...cdef)"}]
+    assert (body["stop_reason"], body["stop_sequence"]) == ("end_turn", None)
+    assert body["usage"] == {
+        "input_tokens": len("Be brief.Say hello.") // 4 + 1,
+        "output_tokens": 6,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
+    assert response.headers["request-id"].startswith("req_")
+    assert RFC3339.match(response.headers["anthropic-ratelimit-requests-reset"])
+    assert RFC3339.match(response.headers["anthropic-ratelimit-tokens-reset"])
+    assert int(response.headers["anthropic-ratelimit-requests-remaining"]) < int(
+        response.headers["anthropic-ratelimit-requests-limit"]
+    )
+
+
+async def test_anthropic_requires_max_tokens_and_accepts_bearer(client: httpx.AsyncClient) -> None:
+    request = {k: v for k, v in MESSAGES.items() if k != "max_tokens"}
+    response = await client.post("/v1/messages", json=request, headers=anthropic_headers())
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    bearer = await client.post("/v1/messages", json=MESSAGES, headers=openai_headers())
+    assert bearer.status_code == 200
+
+
+async def test_anthropic_stream_has_the_exact_event_sequence(client: httpx.AsyncClient) -> None:
+    plain = (await client.post("/v1/messages", json=MESSAGES, headers=anthropic_headers())).json()
+    response = await client.post(
+        "/v1/messages", json={**MESSAGES, "stream": True}, headers=anthropic_headers()
+    )
+    events = sse_events(response.text)
+    names = [name for name, _ in events]
+    assert names == [
+        "message_start",
+        "content_block_start",
+        "ping",
+        *["content_block_delta"] * 5,
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert all(data["type"] == name for name, data in events)
+    start = events[0][1]["message"]
+    assert start["content"] == [] and start["stop_reason"] is None
+    assert start["usage"]["input_tokens"] == plain["usage"]["input_tokens"]
+    assert events[1][1]["content_block"] == {"type": "text", "text": ""}
+    text = "".join(data["delta"]["text"] for name, data in events if name == "content_block_delta")
+    assert text == plain["content"][0]["text"]
+    assert events[-2][1]["delta"] == {"stop_reason": "end_turn", "stop_sequence": None}
+    assert events[-2][1]["usage"] == {"output_tokens": plain["usage"]["output_tokens"]}
+
+
+async def test_anthropic_tools_get_tool_use_json_and_streamed(client: httpx.AsyncClient) -> None:
+    request = {**MESSAGES, "tools": [ANTHROPIC_TOOL]}
+    body = (await client.post("/v1/messages", json=request, headers=anthropic_headers())).json()
+    assert body["stop_reason"] == "tool_use"
+    (block,) = body["content"]
+    assert block["type"] == "tool_use" and block["id"].startswith("toolu_")
+    assert (block["name"], block["input"]) == ("get_weather", {"city": "fake", "days": 1})
+
+    events = sse_events(
+        (
+            await client.post(
+                "/v1/messages", json={**request, "stream": True}, headers=anthropic_headers()
+            )
+        ).text
+    )
+    assert events[1][1]["content_block"]["type"] == "tool_use"
+    assert events[1][1]["content_block"]["input"] == {}
+    partials = [d["delta"]["partial_json"] for n, d in events if n == "content_block_delta"]
+    assert all(
+        d["delta"]["type"] == "input_json_delta" for n, d in events if n == "content_block_delta"
+    )
+    assert len(partials) > 1
+    assert msgspec.json.decode("".join(partials)) == {"city": "fake", "days": 1}
+    assert events[-2][1]["delta"]["stop_reason"] == "tool_use"
+
+
+async def test_count_tokens(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/messages/count_tokens", json=MESSAGES, headers=anthropic_headers()
+    )
+    assert response.json() == {"input_tokens": len("Say hello.") // 4 + 1}
+
+
+# -- faults, limits, stats --------------------------------------------------------------------
+
+
+async def test_429_fault_hits_count_requests_with_retry_after(client: httpx.AsyncClient) -> None:
+    await arm(client, key=KEY, mode="429", count=2, retry_after_s=7, retry_after_ms=6500)
+    for _ in range(2):
+        response = await client.post("/v1/chat/completions", json=CHAT, headers=openai_headers())
+        assert response.status_code == 429
+        assert response.headers["retry-after"] == "7"
+        assert response.headers["retry-after-ms"] == "6500"
+        assert response.headers["x-ratelimit-remaining-requests"] == "0"
+        assert response.headers["x-ratelimit-reset-requests"] == "7s"
+        assert response.json()["error"]["code"] == "rate_limit_exceeded"
+    third = await client.post("/v1/chat/completions", json=CHAT, headers=openai_headers())
+    assert third.status_code == 200
+    other = await client.post(
+        "/v1/chat/completions", json=CHAT, headers=openai_headers("sk-other-key")
+    )
+    assert other.status_code == 200
+
+
+async def test_fault_for_any_key_and_key_specific_precedence(client: httpx.AsyncClient) -> None:
+    await arm(client, key="*", mode="503")
+    await arm(client, key=KEY, mode="500", count=1)
+    assert (
+        await client.post("/v1/messages", json=MESSAGES, headers=anthropic_headers())
+    ).status_code == 500
+    for key in (KEY, "sk-a", "sk-b"):
+        response = await client.post("/v1/messages", json=MESSAGES, headers=anthropic_headers(key))
+        assert response.status_code == 503
+        assert response.json()["type"] == "error"
+        assert RFC3339.match(response.headers["anthropic-ratelimit-requests-reset"])
+    assert (await client.delete("/_fake/faults")).status_code == 200
+    assert (
+        await client.post("/v1/messages", json=MESSAGES, headers=anthropic_headers())
+    ).status_code == 200
+
+
+async def test_anthropic_429_fault_speaks_anthropic(client: httpx.AsyncClient) -> None:
+    await arm(client, key=KEY, mode="429", count=1, retry_after_s=3)
+    response = await client.post("/v1/messages", json=MESSAGES, headers=anthropic_headers())
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "3"
+    assert response.headers["anthropic-ratelimit-requests-remaining"] == "0"
+    assert response.json()["error"]["type"] == "rate_limit_error"
+
+
+async def test_fault_header_overrides_for_one_request(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/chat/completions", json=CHAT, headers=openai_headers(**{"x-fake-fault": "401"})
+    )
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+    assert response.headers["x-ratelimit-limit-requests"].isdigit()
+    assert (
+        await client.post("/v1/chat/completions", json=CHAT, headers=openai_headers())
+    ).status_code == 200
+    bad = await client.post(
+        "/v1/chat/completions", json=CHAT, headers=openai_headers(**{"x-fake-fault": "teapot"})
+    )
+    assert bad.status_code == 400
+    rejected = await client.post("/_fake/faults", json={"key": KEY, "mode": "teapot"})
+    assert rejected.status_code == 400
+
+
+async def test_slow_fault_and_latency_wait_before_answering(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr(app_module, "asyncio", SimpleNamespace(sleep=record))
+    async with make_client(FakeSettings(latency_ms=40)) as client:
+        await arm(client, key=KEY, mode="slow", delay_ms=250, count=1)
+        assert (
+            await client.post("/v1/chat/completions", json=CHAT, headers=openai_headers())
+        ).status_code == 200
+        assert waits == [0.04, 0.25]
+        assert (
+            await client.post("/v1/chat/completions", json=CHAT, headers=openai_headers())
+        ).status_code == 200
+        assert waits == [0.04, 0.25, 0.04]
+
+
+async def test_cut_fault_drops_the_stream_before_its_end() -> None:
+    async with make_client(raise_app_exceptions=False) as client:
+        await arm(client, key=KEY, mode="cut", count=1)
+        request = {**CHAT, "stream": True}
+        response = await client.post("/v1/chat/completions", json=request, headers=openai_headers())
+        assert response.text.startswith("data: ")
+        assert "[DONE]" not in response.text
+        assert '"finish_reason":"stop"' not in response.text
+        whole = await client.post("/v1/chat/completions", json=request, headers=openai_headers())
+        assert whole.text.endswith("data: [DONE]\n\n")
+
+
+async def test_hang_fault_holds_requests_in_flight_until_the_client_leaves(
+    client: httpx.AsyncClient,
+) -> None:
+    await arm(client, key=KEY, mode="hang")
+    hanging = [
+        asyncio.create_task(
+            client.post("/v1/chat/completions", json=CHAT, headers=openai_headers())
+        )
+        for _ in range(3)
+    ]
+    for _ in range(10_000):  # yield to the event loop until all three are parked
+        if (await stats(client))["in_flight_by_key"].get(MASKED) == 3:
+            break
+        await asyncio.sleep(0)
+    assert (await stats(client))["in_flight_by_key"][MASKED] == 3
+    assert not any(task.done() for task in hanging)
+    for task in hanging:
+        task.cancel()
+    await asyncio.gather(*hanging, return_exceptions=True)
+    current = await stats(client)
+    assert current["in_flight_by_key"][MASKED] == 0
+    assert current["max_in_flight_by_key"][MASKED] == 3
+    assert current["requests_by_key"][MASKED] == 3
+
+
+async def test_rpm_limit_answers_429_once_the_window_is_full() -> None:
+    async with make_client(FakeSettings(rpm_limit=2)) as client:
+        remaining = []
+        for _ in range(2):
+            response = await client.post(
+                "/v1/chat/completions", json=CHAT, headers=openai_headers()
+            )
+            assert response.status_code == 200
+            assert response.headers["x-ratelimit-limit-requests"] == "2"
+            remaining.append(response.headers["x-ratelimit-remaining-requests"])
+        assert remaining == ["1", "0"]
+        refused = await client.post("/v1/chat/completions", json=CHAT, headers=openai_headers())
+        assert refused.status_code == 429
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        assert (
+            await client.post("/v1/chat/completions", json=CHAT, headers=openai_headers("sk-2"))
+        ).status_code == 200
+
+
+async def test_stats_and_last_request_never_show_a_whole_secret(client: httpx.AsyncClient) -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    await client.post(
+        "/v1/chat/completions", json=CHAT, headers=openai_headers(traceparent=traceparent)
+    )
+    await client.post("/v1/messages", json=MESSAGES, headers=anthropic_headers())
+    current = await stats(client)
+    assert current["total"] == 2
+    assert current["requests_by_key"] == {MASKED: 2}
+    last = (await client.get("/_fake/last_request")).json()
+    assert last["method"] == "POST" and last["path"] == "/v1/messages"
+    assert last["headers"]["x-api-key"] == MASKED
+    assert last["headers"]["anthropic-version"] == "2023-06-01"
+    assert last["body"] == MESSAGES
+    await client.post(
+        "/v1/chat/completions", json=CHAT, headers=openai_headers(traceparent=traceparent)
+    )
+    last = (await client.get("/_fake/last_request")).json()
+    assert last["headers"]["traceparent"] == traceparent
+    assert last["headers"]["authorization"] == MASKED
+    everything = (await client.get("/_fake/stats")).text + (
+        await client.get("/_fake/last_request")
+    ).text
+    assert KEY not in everything
+
+
+async def test_reset_forgets_stats_faults_and_windows() -> None:
+    async with make_client(FakeSettings(rpm_limit=1)) as client:
+        await client.post("/v1/chat/completions", json=CHAT, headers=openai_headers())
+        await arm(client, key="*", mode="500")
+        assert (await client.post("/_fake/reset")).status_code == 200
+        assert await stats(client) == {
+            "total": 0,
+            "requests_by_key": {},
+            "in_flight_by_key": {},
+            "max_in_flight_by_key": {},
+        }
+        assert (await client.get("/_fake/last_request")).status_code == 404
+        assert (await client.get("/_fake/faults")).json() == {"faults": []}
+        assert (
+            await client.post("/v1/chat/completions", json=CHAT, headers=openai_headers())
+        ).status_code == 200
+
+
+def test_go_duration_matches_openai_header_format() -> None:
+    assert [go_duration(s) for s in (0.25, 1, 8.64, 59.5, 360, 86.4, 3600)] == [
+        "250ms",
+        "1s",
+        "8.64s",
+        "59.5s",
+        "6m0s",
+        "1m26.4s",
+        "1h0m0s",
+    ]
+
+
+def test_settings_travel_through_the_environment() -> None:
+    settings = FakeSettings(
+        latency_ms=12.5, chunk_delay_ms=3, stream_chunks=9, rpm_limit=10, models=("a", "b")
+    )
+    assert FakeSettings.from_env(settings.to_env()) == settings
+    assert FakeSettings.from_env({}) == FakeSettings()
+
+
+async def test_many_stream_chunks_pad_the_reply() -> None:
+    async with make_client(FakeSettings(stream_chunks=12)) as client:
+        request = {**CHAT, "stream": True}
+        chunks = sse_data(
+            (await client.post("/v1/chat/completions", json=request, headers=openai_headers())).text
+        )
+        assert len(chunks) == 1 + 12 + 1 + 1
+
+
+# -- the real server --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def granian_server() -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway.fake_provider",
+            "--port",
+            str(port),
+            "--stream-chunks",
+            "4",
+        ],
+        cwd=REPO,
+        env=env,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, "the fake provider exited during start-up"
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{base_url}/_fake/health", timeout=1).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "the fake provider did not answer in 30 s"
+            time.sleep(0.05)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_official_sdks_against_the_granian_server(granian_server: str) -> None:
+    import anthropic
+    import openai
+
+    oa = openai.OpenAI(api_key=KEY, base_url=f"{granian_server}/v1", max_retries=0)
+    completion = oa.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert completion.choices[0].message.content == "Hello from fake provider (key ...cdef)"
+    assert completion.usage is not None and completion.usage.total_tokens > 0
+    stream = oa.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        == completion.choices[0].message.content
+    )
+    assert (
+        chunks[-1].usage is not None
+        and chunks[-1].usage.completion_tokens == completion.usage.completion_tokens
+    )
+    embedding = oa.embeddings.create(model="text-embedding-3-small", input="abc")
+    assert len(embedding.data[0].embedding) == 8
+    assert [m.id for m in oa.models.list()][:2] == ["gpt-4o", "gpt-4o-mini"]
+
+    httpx.post(
+        f"{granian_server}/_fake/faults",
+        json={"key": KEY, "mode": "429", "count": 1, "retry_after_s": 2},
+    )
+    with pytest.raises(openai.RateLimitError) as limited:
+        oa.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert limited.value.response.headers["retry-after"] == "2"
+
+    an = anthropic.Anthropic(api_key=KEY, base_url=granian_server, max_retries=0)
+    message = an.messages.create(
+        model="claude-haiku-4-5", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert message.content[0].type == "text" and message.stop_reason == "end_turn"
+    with an.messages.stream(
+        model="claude-haiku-4-5", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+    ) as message_stream:
+        streamed_text = "".join(message_stream.text_stream)
+        final = message_stream.get_final_message()
+    assert streamed_text == message.content[0].text
+    assert final.usage.output_tokens == message.usage.output_tokens
+    tool_message = an.messages.create(
+        model="claude-haiku-4-5",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "weather?"}],
+        tools=[ANTHROPIC_TOOL],  # type: ignore[list-item]
+    )
+    assert tool_message.content[0].type == "tool_use"
+    assert tool_message.content[0].input == {"city": "fake", "days": 1}
+    with an.messages.stream(
+        model="claude-haiku-4-5",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "weather?"}],
+        tools=[ANTHROPIC_TOOL],  # type: ignore[list-item]
+    ) as tool_stream:
+        streamed_tool = tool_stream.get_final_message()
+    assert streamed_tool.content[0].type == "tool_use"
+    assert streamed_tool.content[0].input == {"city": "fake", "days": 1}
+
+
+def test_cut_and_hang_reach_the_socket(granian_server: str) -> None:
+    request = {**CHAT, "stream": True}
+    with httpx.Client(base_url=granian_server) as client:
+        client.post("/_fake/reset")
+        received: list[bytes] = []
+        with (
+            pytest.raises(httpx.RemoteProtocolError),
+            client.stream(
+                "POST",
+                "/v1/chat/completions",
+                json=request,
+                headers=openai_headers(**{"x-fake-fault": "cut"}),
+            ) as response,
+        ):
+            received.extend(response.iter_raw())
+        assert received[0].startswith(b"data: ")
+        assert b"[DONE]" not in b"".join(received)
+
+        with pytest.raises(httpx.ReadTimeout):
+            client.post(
+                "/v1/chat/completions",
+                json=CHAT,
+                headers=openai_headers(**{"x-fake-fault": "hang"}),
+                timeout=0.5,
+            )
+        deadline = time.monotonic() + 10
+        while client.get("/_fake/stats").json()["in_flight_by_key"][MASKED] != 0:
+            assert time.monotonic() < deadline, "a hung request outlived its client"
+            time.sleep(0.02)
