@@ -78,7 +78,7 @@ local function trim(kid)
       redis.call('HDEL', wt, rid)
     end
     redis.call('ZREMRANGEBYSCORE', w, '-inf', now - WINDOW)
-    redis.call('HINCRBY', wt, '_sum', -freed)
+    redis.call('HINCRBY', wt, '_sum', 0 - freed)  -- (0 - x): Lua 5.1 renders -0 as "-0", which HINCRBY refuses
   end
   return w, wt
 end

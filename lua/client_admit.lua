@@ -55,7 +55,7 @@ for _, rid in ipairs(stale) do
   local rec = redis.call('HGET', adm, rid)
   if rec then
     local hc = tonumber(string.match(rec, '^%d+|(%d+)')) or 0
-    redis.call('HINCRBY', adm, '_cost', -hc)
+    redis.call('HINCRBY', adm, '_cost', 0 - hc)  -- (0 - x): Lua 5.1 renders -0 as "-0", which HINCRBY refuses
     redis.call('INCRBY', spend_d, hc)
     redis.call('INCRBY', spend_m, hc)
     redis.call('HDEL', adm, rid)
@@ -72,7 +72,7 @@ if #old > 0 then
     redis.call('HDEL', wt, rid)
   end
   redis.call('ZREMRANGEBYSCORE', w, '-inf', now - WINDOW)
-  redis.call('HINCRBY', wt, '_sum', -freed)
+  redis.call('HINCRBY', wt, '_sum', 0 - freed)  -- (0 - x): Lua 5.1 renders -0 as "-0", which HINCRBY refuses
 end
 
 if rpm > 0 and redis.call('ZCARD', w) >= rpm then

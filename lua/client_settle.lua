@@ -23,7 +23,7 @@ local est, hcost, spend_d, spend_m = string.match(rec, '^(%d+)|(%d+)|([^|]+)|([^
 est, hcost = tonumber(est), tonumber(hcost)
 redis.call('HDEL', adm, req)
 redis.call('ZREM', C .. ':admz', req)
-redis.call('HINCRBY', adm, '_cost', -hcost)
+redis.call('HINCRBY', adm, '_cost', 0 - hcost)  -- (0 - x): Lua 5.1 renders -0 as "-0", which HINCRBY refuses
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -33,7 +33,7 @@ if mode == 'refund' then
   if cur then
     redis.call('ZREM', w, req)
     redis.call('HDEL', wt, req)
-    redis.call('HINCRBY', wt, '_sum', -cur)
+    redis.call('HINCRBY', wt, '_sum', 0 - cur)  -- (0 - x): Lua 5.1 renders -0 as "-0", which HINCRBY refuses
   end
   tin, tout, cost, err = 0, 0, 0, 1
 else

@@ -61,7 +61,7 @@ if outcome == 'refund' then
   if cur then
     redis.call('ZREM', P .. ':w:' .. kid, req)
     redis.call('HDEL', wt, req)
-    redis.call('HINCRBY', wt, '_sum', -cur)
+    redis.call('HINCRBY', wt, '_sum', 0 - cur)  -- (0 - x): Lua 5.1 renders -0 as "-0", which HINCRBY refuses
   end
   if probe == '1' and redis.call('HGET', kh, 'br_probe') == req then
     redis.call('HDEL', kh, 'br_probe', 'br_probe_exp')

@@ -71,3 +71,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             "the real-Redis tests must all run in CI",
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(logs: Path) -> Iterator[str]:
+    """A real three-node Redis Cluster; yields its `redis+cluster://` URL."""
+    from tests.harness import start_redis_cluster
+
+    procs = start_redis_cluster(logs / "cluster")
+    yield f"redis+cluster://127.0.0.1:{procs[0].port}"
+    for p in procs:
+        p.stop()

@@ -42,6 +42,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    for _ in range(200):
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
 def wait_port(port: int, timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -134,7 +149,7 @@ def redis_binary() -> str:
 
 
 def start_redis(log_dir: Path, *, port: int | None = None, cluster: bool = False) -> Proc:
-    port = port or free_port()
+    port = port or (free_cluster_port() if cluster else free_port())
     workdir = log_dir / f"redis-{port}"
     workdir.mkdir(parents=True, exist_ok=True)
     argv = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -309,3 +324,33 @@ routing:
   cooldown_s: 2
 {routing}
 """
+
+
+def start_redis_cluster(log_dir: Path, nodes: int = 3) -> list[Proc]:
+    """`nodes` redis-server processes in cluster mode, joined with `redis-cli --cluster create`."""
+    procs = [start_redis(log_dir, cluster=True) for _ in range(nodes)]
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        raise RuntimeError("redis-cli is not installed (it comes with redis-server / redis-tools)")
+    addrs = [f"127.0.0.1:{p.port}" for p in procs]
+    subprocess.run(
+        [cli, "--cluster", "create", *addrs, "--cluster-replicas", "0", "--cluster-yes"],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        states = [
+            subprocess.run(
+                [cli, "-p", str(p.port), "cluster", "info"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout
+            for p in procs
+        ]
+        if all("cluster_state:ok" in s for s in states):
+            return procs
+        time.sleep(0.2)
+    raise TimeoutError("the redis cluster did not reach cluster_state:ok")

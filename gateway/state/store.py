@@ -93,12 +93,10 @@ class SharedState:
         """SCRIPT LOAD every script (on every primary, for a cluster)."""
         try:
             for script in ALL_SCRIPTS:
-                if self.handle.cluster:
-                    await self._redis.script_load(script.source, target_nodes="primaries")
-                else:
-                    sha = await self._redis.script_load(script.source)
-                    if sha != script.sha:
-                        raise StateError(f"{script.name}: Redis computed another SHA")
+                # redis-py sends SCRIPT LOAD to every primary of a cluster
+                sha = await self._redis.script_load(script.source)
+                if sha != script.sha:
+                    raise StateError(f"{script.name}: Redis computed another SHA")
         except RedisError as exc:
             raise StateError(f"loading scripts: {exc}") from exc
 
