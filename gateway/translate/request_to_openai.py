@@ -16,7 +16,8 @@
                                               later models reject the older ``max_tokens``)
     temperature, top_p                     -> temperature, top_p
     metadata.user_id                       -> user
-    stream: true                           -> stream: true, stream_options.include_usage: true
+    stream                                 -> stream (and stream_options.include_usage: true
+                                              when streaming, for the usage chunk)
 
 Dropped, having no OpenAI counterpart: top_k, thinking (and assistant ``thinking`` /
 ``redacted_thinking`` blocks), service_tier, container, mcp_servers, context_management,
@@ -84,9 +85,10 @@ def anthropic_to_openai_chat(body: dict[str, Any], model: str) -> dict[str, Any]
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
         out["user"] = metadata["user_id"]
-    if body.get("stream") is True:
-        out["stream"] = True
-        out["stream_options"] = {"include_usage": True}
+    if isinstance(body.get("stream"), bool):
+        out["stream"] = body["stream"]
+        if body["stream"]:
+            out["stream_options"] = {"include_usage": True}
     return out
 
 

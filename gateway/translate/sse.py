@@ -10,7 +10,6 @@ UTF-8 character, cannot corrupt text.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import msgspec
@@ -27,7 +26,6 @@ OPENAI_DONE = b"data: [DONE]\n\n"
 """The sentinel that ends an OpenAI stream."""
 
 _encoder = msgspec.json.Encoder()
-_LINE_END = re.compile(rb"\r\n|\r|\n")
 _BOM = "\ufeff"
 
 
@@ -63,37 +61,38 @@ class SSEParser:
             if chunk[0] == 0x0A:
                 chunk = chunk[1:]
         buffer = self._pending + chunk if self._pending else chunk
-        events: list[SSEEvent] = []
-        start = 0
-        for match in _LINE_END.finditer(buffer):
-            self._take_line(buffer[start : match.start()], events)
-            start = match.end()
-            if start == len(buffer) and match.group() == b"\r":
-                self._after_cr = True
-        self._pending = buffer[start:]
-        return events
-
-    def _take_line(self, raw: bytes, events: list[SSEEvent]) -> None:
-        line = raw.decode("utf-8", "replace")
+        if b"\r" in buffer:
+            self._after_cr = buffer[-1] == 0x0D
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        end = buffer.rfind(b"\n")
+        if end < 0:
+            self._pending = buffer
+            return []
+        self._pending = buffer[end + 1 :]
+        # Every complete line ends at an ASCII LF, so this cut never splits a character.
+        text = buffer[:end].decode("utf-8", "replace")
         if not self._started:
             self._started = True
-            line = line.removeprefix(_BOM)
-        if not line:
-            if self._data:
-                events.append(SSEEvent(self._event or "message", "\n".join(self._data)))
-            self._event = ""
-            self._data = []
-            return
-        if line[0] == ":":
-            return
-        name, _, value = line.partition(":")
-        if value[:1] == " ":
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        # `id` and `retry` steer browser reconnection, which no party here does.
+            text = text.removeprefix(_BOM)
+        events: list[SSEEvent] = []
+        event, data = self._event, self._data
+        for line in text.split("\n"):
+            if not line:
+                if data:
+                    events.append(SSEEvent(event or "message", "\n".join(data)))
+                    data = []
+                event = ""
+            elif line[0] != ":":  # a comment, such as ": ping"
+                name, _, value = line.partition(":")
+                if value[:1] == " ":
+                    value = value[1:]
+                if name == "data":
+                    data.append(value)
+                elif name == "event":
+                    event = value
+                # `id` and `retry` steer browser reconnection, which no party here does.
+        self._event, self._data = event, data
+        return events
 
 
 def encode_openai_chunk(obj: Any) -> bytes:

@@ -56,6 +56,7 @@ class OpenAIToAnthropicStream:
         self._parser = SSEParser()
         self._model = model
         self._started = False
+        self._upstream_id = ""
         self._id = message_id("")
         self._blocks = 0  # content blocks started so far
         self._open: int | None = None  # index of the open block
@@ -118,8 +119,11 @@ class OpenAIToAnthropicStream:
 
     def _chunk(self, data: dict[str, Any]) -> bytes:
         out = b""
-        if not self._started:
-            out += self._message_start(data.get("id"))
+        if not self._upstream_id and isinstance(data.get("id"), str):
+            self._upstream_id = data["id"]
+        if not self._started and data.get("choices"):
+            # Azure opens with a choice-less chunk of prompt filter results and an empty id.
+            out += self._message_start()
         if isinstance(data.get("usage"), dict):
             self._usage = data["usage"]
         for choice in data.get("choices") or ():
@@ -138,9 +142,9 @@ class OpenAIToAnthropicStream:
                 self._finish_reason = choice["finish_reason"]
         return out
 
-    def _message_start(self, completion_id: Any) -> bytes:
+    def _message_start(self) -> bytes:
         self._started = True
-        self._id = message_id(completion_id)
+        self._id = message_id(self._upstream_id)
         message: dict[str, Any] = {
             "id": self._id,
             "type": "message",
@@ -234,7 +238,7 @@ class OpenAIToAnthropicStream:
         return encode_anthropic_event("content_block_delta", event)
 
     def _end(self) -> bytes:
-        out = b"" if self._started else self._message_start(None)
+        out = b"" if self._started else self._message_start()
         out += self._close_open() + self._release_waiting()
         reason = stop_reason(self._finish_reason)
         if self._refused and reason == "end_turn":

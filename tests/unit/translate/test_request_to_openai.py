@@ -1,0 +1,167 @@
+"""Anthropic Messages requests become the OpenAI chat request that asks the same thing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.errors import BadRequest
+from gateway.translate.request_to_openai import anthropic_to_openai_chat
+
+from .golden import assert_golden_json, sample_json
+
+MODEL = "gpt-4o-2024-08-06"
+
+
+def translate(**body: Any) -> dict[str, Any]:
+    body.setdefault("messages", [{"role": "user", "content": "Hi"}])
+    return anthropic_to_openai_chat(body, MODEL)
+
+
+def test_golden_request() -> None:
+    assert_golden_json(
+        "anthropic_request.openai.json",
+        anthropic_to_openai_chat(sample_json("anthropic_request.json"), MODEL),
+    )
+
+
+def test_minimal_request() -> None:
+    assert translate(model="claude", max_tokens=300, system="Be brief.") == {
+        "model": MODEL,
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        "max_completion_tokens": 300,
+    }
+
+
+def test_streaming_asks_upstream_for_usage() -> None:
+    assert translate(stream=True)["stream_options"] == {"include_usage": True}
+    assert "stream_options" not in translate(stream=False)
+    assert translate(stream=False)["stream"] is False
+    assert "stream" not in translate()
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [
+        ({"type": "auto"}, {"tool_choice": "auto"}),
+        ({"type": "none"}, {"tool_choice": "none"}),
+        ({"type": "any"}, {"tool_choice": "required"}),
+        (
+            {"type": "tool", "name": "f"},
+            {"tool_choice": {"type": "function", "function": {"name": "f"}}},
+        ),
+        (
+            {"type": "auto", "disable_parallel_tool_use": True},
+            {"tool_choice": "auto", "parallel_tool_calls": False},
+        ),
+    ],
+)
+def test_tool_choice(choice: dict[str, Any], expected: dict[str, Any]) -> None:
+    out = translate(tools=[{"name": "f", "input_schema": {"type": "object"}}], tool_choice=choice)
+    assert {k: out[k] for k in expected} == expected
+    assert ("parallel_tool_calls" in out) == ("parallel_tool_calls" in expected)
+
+
+def test_assistant_turn_of_only_tool_use_has_null_content_and_thinking_is_dropped() -> None:
+    out = translate(
+        messages=[
+            {"role": "user", "content": "go"},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+                    {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"x": [1, "é"]}},
+                ],
+            },
+        ]
+    )
+    assert out["messages"][1] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "toolu_1",
+                "type": "function",
+                "function": {"name": "f", "arguments": '{"x":[1,"é"]}'},
+            }
+        ],
+    }
+
+
+def test_tool_results_come_first_and_their_images_follow_in_a_user_message() -> None:
+    screenshot = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"},
+    }
+    out = translate(
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_1",
+                        "content": [{"type": "text", "text": "done"}, screenshot],
+                    },
+                    {"type": "tool_result", "tool_use_id": "toolu_2"},
+                    {"type": "text", "text": "What do you see?"},
+                ],
+            }
+        ]
+    )
+    assert out["messages"] == [
+        {"role": "tool", "tool_call_id": "toolu_1", "content": [{"type": "text", "text": "done"}]},
+        {"role": "tool", "tool_call_id": "toolu_2", "content": ""},
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                {"type": "text", "text": "What do you see?"},
+            ],
+        },
+    ]
+
+
+def test_text_document_becomes_text() -> None:
+    document = {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": "notes"},
+    }
+    out = translate(messages=[{"role": "user", "content": [document]}])
+    assert out["messages"] == [{"role": "user", "content": [{"type": "text", "text": "notes"}]}]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"messages": "Hi"}, "messages"),
+        ({"messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
+        ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0]"),
+        ({"tools": [{"name": "f"}], "tool_choice": {"type": "sometimes"}}, "tool_choice"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image", "source": {"type": "file", "file_id": "f"}}],
+                    }
+                ]
+            },
+            "messages[0].content[0]",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "assistant", "content": [{"type": "server_tool_use", "id": "x"}]}
+                ]
+            },
+            "messages[0].content[0]",
+        ),
+        ({"system": 42}, "system"),
+    ],
+)
+def test_requests_openai_cannot_serve_are_400(body: dict[str, Any], param: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        translate(**body)
+    assert caught.value.param == param
