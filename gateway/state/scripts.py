@@ -6,7 +6,17 @@ import hashlib
 from dataclasses import dataclass
 from importlib import resources
 
-__all__ = ["ACQUIRE", "ALL_SCRIPTS", "CLIENT_ADMIT", "CLIENT_SETTLE", "SETTLE", "LuaScript"]
+__all__ = [
+    "ACQUIRE",
+    "ALL_SCRIPTS",
+    "CLIENT_ADMIT",
+    "CLIENT_SETTLE",
+    "CONFIG_KEY_STATE",
+    "CONFIG_READ",
+    "CONFIG_WRITE",
+    "SETTLE",
+    "LuaScript",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,4 +37,9 @@ ACQUIRE = LuaScript.from_package("acquire")
 SETTLE = LuaScript.from_package("settle")
 CLIENT_ADMIT = LuaScript.from_package("client_admit")
 CLIENT_SETTLE = LuaScript.from_package("client_settle")
-ALL_SCRIPTS = (ACQUIRE, SETTLE, CLIENT_ADMIT, CLIENT_SETTLE)
+# the control plane's: runtime config records, operator key state (gateway/control)
+CONFIG_WRITE = LuaScript.from_package("config_write")
+CONFIG_READ = LuaScript.from_package("config_read")
+CONFIG_KEY_STATE = LuaScript.from_package("config_key_state")
+ALL_SCRIPTS = (ACQUIRE, SETTLE, CLIENT_ADMIT, CLIENT_SETTLE,
+               CONFIG_WRITE, CONFIG_READ, CONFIG_KEY_STATE)  # fmt: skip
