@@ -10,13 +10,13 @@ import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gateway.config import ClientConfig
 from gateway.config_load import resolve_secret
 
-__all__ = ["Client", "ClientDirectory", "client_key_secret"]
+__all__ = ["Client", "ClientDirectory", "client_key_secret", "make_client"]
 
 
 def client_key_secret(env: Mapping[str, str] | None = None) -> bytes:
@@ -45,6 +45,28 @@ def _micros(usd: float | None) -> int:
     return 0 if usd is None else max(1, round(usd * 1_000_000))
 
 
+def make_client(
+    client_id: str,
+    digest: bytes,
+    *,
+    rpm: int | None,
+    tpm: int | None,
+    models: tuple[str, ...] | list[str],
+    budget_daily_usd: float | None,
+    budget_monthly_usd: float | None,
+) -> Client:
+    """A client known only by its key's digest (a runtime record of the control plane)."""
+    return Client(
+        id=client_id,
+        rpm=rpm or 0,
+        tpm=tpm or 0,
+        models=frozenset(models),
+        budget_day_micros=_micros(budget_daily_usd),
+        budget_month_micros=_micros(budget_monthly_usd),
+        digest=digest,
+    )
+
+
 class ClientDirectory:
     """Digest -> Client, replaced wholesale when the set of keys changes."""
 
@@ -71,6 +93,10 @@ class ClientDirectory:
                 digest=digest,
             )
         self._by_digest = table
+
+    def replace(self, clients: Iterable[Client]) -> None:
+        """Swap in a whole new set of clients, e.g. merged from digest-only runtime records."""
+        self._by_digest = {c.digest: c for c in clients}
 
     def lookup(self, presented: str) -> Client | None:
         digest = self.digest(presented)
