@@ -7,7 +7,9 @@ import os
 
 from litestar import Litestar
 
+from gateway.api.anthropic_routes import anthropic_handlers
 from gateway.api.health import health_handlers
+from gateway.api.metrics_route import metrics_handler
 from gateway.api.openai_routes import openai_handlers
 from gateway.config import Config
 from gateway.config_load import load_config
@@ -20,7 +22,7 @@ def create_app(cfg: Config, gateway: Gateway | None = None) -> Litestar:
     """Build the app for `cfg`; the Gateway connects on start-up and drains on shutdown."""
     gw = gateway or Gateway(cfg)
     app = Litestar(
-        route_handlers=[*health_handlers(gw), *openai_handlers(gw)],
+        route_handlers=[*health_handlers(gw), *openai_handlers(gw), *anthropic_handlers(gw), metrics_handler()],
         on_startup=[gw.start],
         on_shutdown=[gw.stop],
         openapi_config=None,

@@ -5,6 +5,8 @@
 -- ARGV[1]  C              key prefix of the client (same hash tag as KEYS[1])
 -- ARGV[2]  request id
 -- ARGV[3]  mode           charge | refund (refund: no upstream answered; nothing is consumed)
+--                         | late (admitted while Redis was away: charge spend and usage once,
+--                           idempotent by a marker; the admission never reached Redis)
 -- ARGV[4]  input tokens   -1 = unknown (the estimate stays charged, never zero)
 -- ARGV[5]  output tokens  -1 = unknown
 -- ARGV[6]  cost           (micro-dollars) -1 = unknown (the estimated cost is charged)
@@ -13,20 +15,31 @@
 -- returns 1 when settled now, 0 when it was already settled (or never admitted)
 local C, req, mode, model = ARGV[1], ARGV[2], ARGV[3], ARGV[7]
 local tin, tout, cost = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-if #ARGV ~= 7 or not tin or not tout or not cost or (mode ~= 'charge' and mode ~= 'refund') then
+if #ARGV ~= 7 or not tin or not tout or not cost
+    or (mode ~= 'charge' and mode ~= 'refund' and mode ~= 'late') then
   return redis.error_reply('ERR client_settle: bad arguments')
 end
 local w, wt, adm = KEYS[1], C .. ':wt', C .. ':adm'
-local rec = redis.call('HGET', adm, req)
-if not rec then return 0 end
-local est, hcost, spend_d, spend_m = string.match(rec, '^(%d+)|(%d+)|([^|]+)|([^|]+)$')
-est, hcost = tonumber(est), tonumber(hcost)
-redis.call('HDEL', adm, req)
-redis.call('ZREM', C .. ':admz', req)
-redis.call('HINCRBY', adm, '_cost', 0 - hcost)  -- (0 - x): Lua 5.1 renders -0 as "-0", which HINCRBY refuses
-
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local est, hcost, spend_d, spend_m
+if mode == 'late' then
+  if tin < 0 or tout < 0 or cost < 0 then return redis.error_reply('ERR client_settle: late needs figures') end
+  if redis.call('SET', C .. ':late:' .. req, 1, 'NX', 'PX', 2 * 86400000) == false then return 0 end
+  local day = math.floor(now / 86400000)
+  spend_d = C .. ':spend:d:' .. day
+  spend_m = nil
+  est, hcost = tin + tout, cost
+  mode = 'charge'
+else
+  local rec = redis.call('HGET', adm, req)
+  if not rec then return 0 end
+  est, hcost, spend_d, spend_m = string.match(rec, '^(%d+)|(%d+)|([^|]+)|([^|]+)$')
+  est, hcost = tonumber(est), tonumber(hcost)
+  redis.call('HDEL', adm, req)
+  redis.call('ZREM', C .. ':admz', req)
+  redis.call('HINCRBY', adm, '_cost', 0 - hcost)  -- (0 - x): Lua 5.1 renders -0 as "-0", which HINCRBY refuses
+end
 local cur = tonumber(redis.call('HGET', wt, req))
 local err = 0
 if mode == 'refund' then
@@ -46,9 +59,11 @@ else
     redis.call('HINCRBY', wt, '_sum', tin + tout - cur)
   end
   redis.call('INCRBY', spend_d, cost)
-  redis.call('INCRBY', spend_m, cost)
   redis.call('PEXPIRE', spend_d, 2 * 86400000)
-  redis.call('PEXPIRE', spend_m, 32 * 86400000)
+  if spend_m then
+    redis.call('INCRBY', spend_m, cost)
+    redis.call('PEXPIRE', spend_m, 32 * 86400000)
+  end
 end
 
 local buckets = {{C .. ':u:h:' .. math.floor(now / 3600000), 8 * 86400000},

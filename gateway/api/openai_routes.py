@@ -1,14 +1,12 @@
 """The OpenAI-dialect endpoints: chat/completions, completions, embeddings, models.
 
-Served as raw ASGI handlers mounted in the Litestar app: the body is read once, its routed
-fields validated, and passed upstream unchanged whenever the upstream model name equals the alias.
+Served as raw ASGI handlers mounted in the Litestar app. The body is read once, its routed
+fields validated, and sent upstream unchanged when the upstream model name equals the alias;
+a chat routed to an Anthropic deployment is translated there and back.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
 import time
 from typing import Any
 
@@ -25,70 +23,39 @@ from gateway.api.openai_wire import (
     splice_include_usage,
     with_model,
 )
-from gateway.api.sse_tap import OpenAIStreamTap
+from gateway.api.relay import relay_json, relay_stream
+from gateway.api.request_context import RequestHeaders, authenticate, new_request_id
+from gateway.api.stream_taps import OpenAIStreamTap, StreamShaper
 from gateway.clients import Client
 from gateway.errors import (
     Forbidden,
     GatewayError,
     MethodNotAllowed,
     NotFound,
-    Unauthorized,
     UpstreamError,
+    openai_error_body,
 )
-from gateway.providers.adapters import FORWARDED_CLIENT_HEADERS, Endpoint
-from gateway.providers.transport import TransportError
-from gateway.routing.outcome import Outcome
+from gateway.providers.adapters import Endpoint
 from gateway.routing.router import Job, OpenCall, UpstreamRejection
 from gateway.routing.table import Deployment
 from gateway.runtime import Gateway
+from gateway.translate import (
+    AnthropicToOpenAIStream,
+    anthropic_error_to_openai,
+    anthropic_message_to_openai_chat,
+    openai_chat_to_anthropic,
+)
 
 __all__ = ["openai_handlers"]
 
-log = logging.getLogger("keyway.api")
 _encoder = msgspec.json.Encoder()
-_SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+_decoder = msgspec.json.Decoder()
 
 
-class RequestHeaders:
-    """The request headers Keyway looks at, collected in one pass over the scope."""
-
-    __slots__ = ("api_key", "content_length", "forwarded")
-
-    def __init__(self, scope: Scope) -> None:
-        self.api_key: str | None = None
-        self.content_length: int | None = None
-        self.forwarded: list[tuple[str, str]] = []
-        for raw_name, raw_value in scope["headers"]:
-            name = raw_name.decode("latin-1").lower()
-            if name == "authorization":
-                value = raw_value.decode("latin-1").strip()
-                scheme, _, rest = value.partition(" ")
-                self.api_key = rest.strip() if scheme.lower() == "bearer" and rest else value
-            elif name == "x-api-key":
-                self.api_key = self.api_key or raw_value.decode("latin-1").strip()
-            elif name == "content-length":
-                try:
-                    self.content_length = int(raw_value)
-                except ValueError:
-                    self.content_length = None
-            elif name in FORWARDED_CLIENT_HEADERS:
-                self.forwarded.append((name, raw_value.decode("latin-1")))
-
-
-def authenticate(gw: Gateway, headers: RequestHeaders) -> Client:
-    if not headers.api_key:
-        raise Unauthorized(
-            "missing client key: send 'Authorization: Bearer <key>' or 'x-api-key'",
-            code="missing_api_key",
-        )
-    client = gw.clients.lookup(headers.api_key)
-    if client is None:
-        raise Unauthorized("invalid client key", code="invalid_api_key")
-    return client
-
-
-def new_request_id() -> str:
-    return os.urandom(12).hex()
+def _upstream_error(body: bytes) -> GatewayError:
+    return UpstreamError(
+        f"the upstream sent an unreadable answer ({len(body)} bytes)", code="bad_upstream_body"
+    )
 
 
 class OpenAIEndpoint:
@@ -110,34 +77,28 @@ class OpenAIEndpoint:
             body = await read_body(
                 receive, self.gw.cfg.server.max_body_bytes, headers.content_length
             )
-            job, stream, hide_usage = self._job(request_id, client, headers, body)
+            job, head = self._job(request_id, client, headers, body)
             call = await self.gw.router.open(job)
         except ClientGone:
             return
         except UpstreamRejection as rejection:
-            await send_bytes(
-                send,
-                rejection.status,
-                rejection.body,
-                base_headers,
-                rejection.content_type.encode(),
-            )
+            payload = rejection.body
+            if rejection.deployment.pool.adapter.speaks_anthropic:
+                payload = anthropic_error_to_openai(rejection.status, payload)
+            await send_bytes(send, rejection.status, payload, base_headers)
             return
         except GatewayError as err:
             await send_error(send, err, base_headers)
             return
         base_headers.append((b"x-keyway-key", call.key.id.encode()))
         base_headers.append((b"x-keyway-attempts", str(job.attempts).encode()))
-        if stream:
-            await self._relay_stream(call, send, receive, base_headers, hide_usage)
-        else:
-            await self._relay_json(call, send, base_headers)
+        await self._respond(call, head, send, receive, base_headers)
 
     def _job(
         self, request_id: str, client: Client, headers: RequestHeaders, body: bytes
-    ) -> tuple[Job, bool, bool]:
+    ) -> tuple[Job, Any]:
         head = decode_head(body, self.head_type)
-        alias = head.model
+        alias: str = head.model
         chain = self.gw.table.chain(alias)
         if chain is None:
             raise NotFound(
@@ -151,8 +112,8 @@ class OpenAIEndpoint:
             )
         stream = bool(getattr(head, "stream", False))
         options = getattr(head, "stream_options", None)
-        add_usage = stream and (options is None or not options.include_usage)
-        hide_usage = stream and not (options is not None and options.include_usage)
+        client_wants_usage = options is not None and bool(options.include_usage)
+        add_usage = stream and not client_wants_usage
         max_tokens = getattr(head, "max_tokens", None) or getattr(
             head, "max_completion_tokens", None
         )
@@ -160,112 +121,66 @@ class OpenAIEndpoint:
             max_tokens = 0
         elif max_tokens is None:
             max_tokens = self.gw.cfg.routing.default_max_tokens
-        spliced = splice_include_usage(body) if add_usage and options is None else body
+        # the cheap path: the client's bytes, at most with include_usage spliced in
+        passthrough = splice_include_usage(body) if add_usage and options is None else body
+        endpoint = self.endpoint
 
-        def prepare(deployment: Deployment) -> bytes:
+        def prepare(deployment: Deployment) -> tuple[Endpoint, bytes]:
             if deployment.pool.adapter.speaks_anthropic:
-                raise UpstreamError(
-                    "translation to Anthropic deployments is not available for this endpoint",
-                    code="unsupported_deployment",
-                )
+                translated = openai_chat_to_anthropic(_decoder.decode(body), deployment.model)
+                return Endpoint.MESSAGES, _encoder.encode(translated)
             if deployment.model == alias and (options is None or not add_usage):
-                return spliced
-            return with_model(body, deployment.model, include_usage=add_usage)
+                return endpoint, passthrough
+            return endpoint, with_model(body, deployment.model, include_usage=add_usage)
 
         job = Job(
             request_id=request_id,
             client=client,
             alias=alias,
-            endpoint=self.endpoint,
+            endpoint=endpoint,
             chain=chain,
             prepare=prepare,
             est_tokens=len(body) // 4 + max(int(max_tokens), 0),
             client_headers=headers.forwarded,
         )
-        return job, stream, hide_usage
+        return job, head
 
-    async def _relay_json(
-        self, call: OpenCall, send: Send, headers: list[tuple[bytes, bytes]]
-    ) -> None:
-        router = self.gw.router
-        try:
-            payload = await call.response.read()
-        except TransportError:
-            router.finish(call, Outcome.SERVER_ERROR, tokens_in=-1, tokens_out=-1)
-            await send_error(
-                send, UpstreamError("the upstream response was cut", code="upstream_cut"), headers
-            )
-            return
-        finally:
-            await call.response.aclose()
-        tokens_in, tokens_out = parse_usage(payload)
-        router.finish(call, Outcome.OK, tokens_in=tokens_in, tokens_out=tokens_out)
-        content_type = call.response.headers.get("content-type", "application/json").encode()
-        await send_bytes(send, call.response.status, payload, headers, content_type)
-
-    async def _relay_stream(
+    async def _respond(
         self,
         call: OpenCall,
+        head: Any,
         send: Send,
         receive: Receive,
         headers: list[tuple[bytes, bytes]],
-        hide_usage: bool,
     ) -> None:
-        tap = OpenAIStreamTap(hide_usage_chunk=hide_usage)
-        outcome = Outcome.OK
-        relay = asyncio.ensure_future(self._pump(call, send, tap, headers))
-        watcher = asyncio.ensure_future(_wait_disconnect(receive))
-        try:
-            done, _ = await asyncio.wait((relay, watcher), return_when=asyncio.FIRST_COMPLETED)
-            if relay in done:
-                outcome = relay.result()
-            else:
-                relay.cancel()
-                outcome = Outcome.CANCELLED
-                await asyncio.gather(relay, return_exceptions=True)
-        finally:
-            watcher.cancel()
-            await call.response.aclose()
-            usage = tap.usage or (-1, -1)
-            self.gw.router.finish(call, outcome, tokens_in=usage[0], tokens_out=usage[1])
-
-    async def _pump(
-        self, call: OpenCall, send: Send, tap: OpenAIStreamTap, headers: list[tuple[bytes, bytes]]
-    ) -> str:
-        await send(
-            {"type": "http.response.start", "status": 200, "headers": [*_SSE_HEADERS, *headers]}
-        )
-        try:
-            async for chunk in call.response.iter_bytes():
-                out = tap.feed(chunk)
-                if out:
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
-        except TransportError:
-            pass
-        except OSError:
-            return Outcome.CANCELLED
-        rest = tap.flush()
-        if not tap.done:
-            err = UpstreamError("the upstream stream ended before completion", code="upstream_cut")
-            rest += (
-                b"data: "
-                + _encoder.encode(
-                    {"error": {"message": err.message, "type": err.openai_type, "code": err.code}}
-                )
-                + b"\n\n"
+        translated = call.deployment.pool.adapter.speaks_anthropic
+        router = self.gw.router
+        if getattr(head, "stream", False):
+            options = getattr(head, "stream_options", None)
+            wants_usage = options is not None and bool(options.include_usage)
+            shaper: StreamShaper = (
+                AnthropicToOpenAIStream(call.deployment.model, wants_usage)
+                if translated
+                else OpenAIStreamTap(hide_usage_chunk=not wants_usage)
             )
-        try:
-            await send({"type": "http.response.body", "body": rest, "more_body": False})
-        except OSError:
-            return Outcome.CANCELLED
-        return Outcome.OK if tap.done else Outcome.SERVER_ERROR
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
+            await relay_stream(router, call, send, receive, headers, shaper)
             return
+
+        def shape(payload: bytes) -> tuple[bytes, tuple[int, int]]:
+            if not translated:
+                return payload, parse_usage(payload)
+            try:
+                message = _decoder.decode(payload)
+            except msgspec.DecodeError:
+                raise _upstream_error(payload) from None
+            chat = anthropic_message_to_openai_chat(message, call.deployment.model)
+            usage = chat.get("usage") or {}
+            return _encoder.encode(chat), (
+                int(usage.get("prompt_tokens", -1)),
+                int(usage.get("completion_tokens", -1)),
+            )
+
+        await relay_json(router, call, send, headers, shape, openai_error_body)
 
 
 def openai_handlers(gw: Gateway) -> list[Any]:

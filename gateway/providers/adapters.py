@@ -58,8 +58,11 @@ class ProviderAdapter:
         return self.kind == "anthropic"
 
     def supports(self, endpoint: Endpoint) -> bool:
+        """Chat and messages work everywhere (translated where needed); the rest is native only."""
+        if endpoint in (Endpoint.CHAT, Endpoint.MESSAGES):
+            return True
         if self.speaks_anthropic:
-            return endpoint in (Endpoint.CHAT, Endpoint.MESSAGES, Endpoint.COUNT_TOKENS)
+            return endpoint is Endpoint.COUNT_TOKENS
         return endpoint is not Endpoint.COUNT_TOKENS
 
     def url(self, endpoint: Endpoint, model: str) -> str:

@@ -63,8 +63,9 @@ class Job:
     alias: str
     endpoint: Endpoint
     chain: tuple[Deployment, ...]
-    prepare: Callable[[Deployment], bytes]
-    """The upstream body for a deployment (same bytes when nothing needs to change)."""
+    prepare: Callable[[Deployment], tuple[Endpoint, bytes]]
+    """The upstream operation and body for a deployment (the client's bytes when nothing
+    needs to change, a translation when the deployment speaks the other dialect)."""
     est_tokens: int
     client_headers: list[tuple[str, str]]
     attempts: int = 0
@@ -335,14 +336,9 @@ class Router:
         self, job: Job, deployment: Deployment, key: UpstreamKey, lease: Lease
     ) -> OpenCall | GatewayError:
         adapter = deployment.pool.adapter
-        endpoint = (
-            Endpoint.MESSAGES
-            if adapter.speaks_anthropic and job.endpoint is Endpoint.CHAT
-            else job.endpoint
-        )
         started = time.perf_counter()
         try:
-            body = job.prepare(deployment)
+            endpoint, body = job.prepare(deployment)
         except GatewayError:
             self.settler.submit([self._pool_settle(deployment, job, lease, Outcome.REFUND)])
             raise

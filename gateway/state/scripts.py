@@ -14,6 +14,7 @@ __all__ = [
     "CONFIG_KEY_STATE",
     "CONFIG_READ",
     "CONFIG_WRITE",
+    "HEARTBEAT",
     "SETTLE",
     "LuaScript",
 ]
@@ -37,9 +38,10 @@ ACQUIRE = LuaScript.from_package("acquire")
 SETTLE = LuaScript.from_package("settle")
 CLIENT_ADMIT = LuaScript.from_package("client_admit")
 CLIENT_SETTLE = LuaScript.from_package("client_settle")
+HEARTBEAT = LuaScript.from_package("heartbeat")
 # the control plane's: runtime config records, operator key state (gateway/control)
 CONFIG_WRITE = LuaScript.from_package("config_write")
 CONFIG_READ = LuaScript.from_package("config_read")
 CONFIG_KEY_STATE = LuaScript.from_package("config_key_state")
-ALL_SCRIPTS = (ACQUIRE, SETTLE, CLIENT_ADMIT, CLIENT_SETTLE,
+ALL_SCRIPTS = (ACQUIRE, SETTLE, CLIENT_ADMIT, CLIENT_SETTLE, HEARTBEAT,
                CONFIG_WRITE, CONFIG_READ, CONFIG_KEY_STATE)  # fmt: skip

@@ -13,15 +13,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import (
+    BusyLoadingError,
+    NoScriptError,
+    RedisError,
+    ResponseError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.state.connection import RedisHandle
+from gateway.state.guard import RedisGuard
 from gateway.state.layout import client_prefix, pool_prefix
 from gateway.state.scripts import (
     ACQUIRE,
     ALL_SCRIPTS,
     CLIENT_ADMIT,
     CLIENT_SETTLE,
+    HEARTBEAT,
     SETTLE,
     LuaScript,
 )
@@ -33,11 +42,25 @@ __all__ = [
     "ScriptCall",
     "SharedState",
     "StateError",
+    "StateUnavailable",
 ]
 
 
 class StateError(Exception):
     """Redis could not answer (down, timeout, script error); wraps the client's exception."""
+
+
+class StateUnavailable(StateError):
+    """Redis is unreachable (or the guard holds calls back while it is): degraded mode applies."""
+
+
+_UNAVAILABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    BusyLoadingError,
+    OSError,
+    asyncio.TimeoutError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +105,12 @@ def _is_noscript(exc: BaseException) -> bool:
 class SharedState:
     """Typed calls of the scripts in `lua/`, against one Redis deployment."""
 
-    def __init__(self, handle: RedisHandle, *, prefix: str = "kw") -> None:
+    def __init__(
+        self, handle: RedisHandle, *, prefix: str = "kw", guard: RedisGuard | None = None
+    ) -> None:
         self.handle = handle
         self.prefix = prefix
+        self.guard = guard or RedisGuard()
         self._redis: Any = handle.client
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -97,6 +123,8 @@ class SharedState:
                 sha = await self._redis.script_load(script.source)
                 if sha != script.sha:
                     raise StateError(f"{script.name}: Redis computed another SHA")
+        except _UNAVAILABLE as exc:
+            raise StateUnavailable(f"loading scripts: {type(exc).__name__}") from exc
         except RedisError as exc:
             raise StateError(f"loading scripts: {exc}") from exc
 
@@ -118,15 +146,31 @@ class SharedState:
         return await self._redis.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
 
     async def run(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        """Run the calls in one round trip; raises `StateError` if any of them failed."""
+        """Run the calls in one round trip.
+
+        Raises `StateUnavailable` when Redis cannot be reached (at once while the guard is
+        down), `StateError` when a script failed.
+        """
+        if not self.guard.admit():
+            raise StateUnavailable("redis unavailable (guard open)")
         try:
             if len(calls) == 1:
-                return [await self._one(calls[0])]
-            if self.handle.cluster:
-                return list(await asyncio.gather(*(self._one(c) for c in calls)))
-            return await self._pipelined(calls)
-        except (RedisError, OSError) as exc:
+                result = [await self._one(calls[0])]
+            elif self.handle.cluster:
+                result = list(await asyncio.gather(*(self._one(c) for c in calls)))
+            else:
+                result = await self._pipelined(calls)
+        except _UNAVAILABLE as exc:
+            self.guard.failed()
+            raise StateUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
+        except StateUnavailable:
+            self.guard.failed()
+            raise
+        except (RedisError, StateError) as exc:
+            self.guard.succeeded()
             raise StateError(str(exc)) from exc
+        self.guard.succeeded()
+        return result
 
     async def _pipelined(self, calls: Sequence[ScriptCall]) -> list[Any]:
         for attempt in (1, 2):
@@ -230,6 +274,9 @@ class SharedState:
             (f"{c}:w",),
             (c, request_id, mode, tokens_in, tokens_out, cost_micros, model),
         )
+
+    def heartbeat_call(self, replica_id: str, ttl_ms: int) -> ScriptCall:
+        return ScriptCall(HEARTBEAT, (f"{self.prefix}:{{meta}}:replicas",), (replica_id, ttl_ms))
 
     async def aclose(self) -> None:
         close = getattr(self._redis, "aclose", None)

@@ -1,0 +1,179 @@
+"""The Anthropic-dialect endpoints: POST /v1/messages and /v1/messages/count_tokens.
+
+An alias on an Anthropic deployment is passed through natively; on an OpenAI-kind deployment
+the request, the answer, the stream and the errors are translated. Errors always reach the
+client in Anthropic's shape `{"type": "error", "error": {"type", "message"}}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar.handlers import asgi
+
+from gateway.api.anthropic_wire import (
+    CountTokensHead,
+    MessagesHead,
+    decode_messages_head,
+    parse_anthropic_usage,
+)
+from gateway.api.asgi_io import ClientGone, Receive, Scope, Send, read_body, send_bytes, send_error
+from gateway.api.relay import relay_json, relay_stream
+from gateway.api.request_context import RequestHeaders, authenticate, new_request_id
+from gateway.api.stream_taps import AnthropicStreamTap, StreamShaper
+from gateway.clients import Client
+from gateway.errors import (
+    Forbidden,
+    GatewayError,
+    MethodNotAllowed,
+    NotFound,
+    UpstreamError,
+    anthropic_error_body,
+)
+from gateway.providers.adapters import Endpoint
+from gateway.routing.router import Job, OpenCall, UpstreamRejection
+from gateway.routing.table import Deployment
+from gateway.runtime import Gateway
+from gateway.translate import (
+    OpenAIToAnthropicStream,
+    anthropic_to_openai_chat,
+    openai_chat_to_anthropic_message,
+    openai_error_to_anthropic,
+)
+
+__all__ = ["anthropic_handlers"]
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder()
+
+
+class MessagesEndpoint:
+    """POST /v1/messages (or count_tokens), bound to the gateway."""
+
+    def __init__(self, gw: Gateway, endpoint: Endpoint, head_type: type[Any]) -> None:
+        self.gw = gw
+        self.endpoint = endpoint
+        self.head_type = head_type
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = new_request_id()
+        base_headers = [
+            (b"request-id", request_id.encode()),
+            (b"x-request-id", request_id.encode()),
+        ]
+        try:
+            if scope["method"] != "POST":
+                raise MethodNotAllowed(f"use POST for {scope['path']}", code="method_not_allowed")
+            headers = RequestHeaders(scope)
+            client = authenticate(self.gw, headers)
+            body = await read_body(
+                receive, self.gw.cfg.server.max_body_bytes, headers.content_length
+            )
+            job, head = self._job(request_id, client, headers, body)
+            call = await self.gw.router.open(job)
+        except ClientGone:
+            return
+        except UpstreamRejection as rejection:
+            payload = rejection.body
+            if not rejection.deployment.pool.adapter.speaks_anthropic:
+                payload = openai_error_to_anthropic(rejection.status, payload)
+            await send_bytes(send, rejection.status, payload, base_headers)
+            return
+        except GatewayError as err:
+            await send_error(send, err, base_headers, anthropic=True)
+            return
+        base_headers.append((b"x-keyway-key", call.key.id.encode()))
+        base_headers.append((b"x-keyway-attempts", str(job.attempts).encode()))
+        await self._respond(call, head, send, receive, base_headers)
+
+    def _job(
+        self, request_id: str, client: Client, headers: RequestHeaders, body: bytes
+    ) -> tuple[Job, Any]:
+        head = decode_messages_head(body, self.head_type)
+        alias: str = head.model
+        chain = self.gw.table.chain(alias)
+        if chain is None:
+            raise NotFound(f"model: {alias}", param="model", code="model_not_found")
+        if not client.may_use(alias):
+            raise Forbidden(
+                f"this key is not allowed to use the model '{alias}'", code="model_not_allowed"
+            )
+        endpoint = self.endpoint
+
+        def prepare(deployment: Deployment) -> tuple[Endpoint, bytes]:
+            if deployment.pool.adapter.speaks_anthropic:
+                if deployment.model == alias:
+                    return endpoint, body
+                doc = _decoder.decode(body)
+                doc["model"] = deployment.model
+                return endpoint, _encoder.encode(doc)
+            translated = anthropic_to_openai_chat(_decoder.decode(body), deployment.model)
+            return Endpoint.CHAT, _encoder.encode(translated)
+
+        max_tokens = getattr(head, "max_tokens", 0)
+        job = Job(
+            request_id=request_id,
+            client=client,
+            alias=alias,
+            endpoint=endpoint,
+            chain=chain,
+            prepare=prepare,
+            est_tokens=len(body) // 4 + max_tokens,
+            client_headers=headers.forwarded,
+        )
+        return job, head
+
+    async def _respond(
+        self,
+        call: OpenCall,
+        head: Any,
+        send: Send,
+        receive: Receive,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        native = call.deployment.pool.adapter.speaks_anthropic
+        router = self.gw.router
+        model = call.deployment.model
+        if getattr(head, "stream", False):
+            shaper: StreamShaper = (
+                AnthropicStreamTap() if native else OpenAIToAnthropicStream(model)
+            )
+            await relay_stream(router, call, send, receive, headers, shaper)
+            return
+
+        def shape(payload: bytes) -> tuple[bytes, tuple[int, int]]:
+            if native:
+                tokens = parse_anthropic_usage(payload)
+                return payload, (tokens if self.endpoint is Endpoint.MESSAGES else (0, 0))
+            try:
+                chat = _decoder.decode(payload)
+            except msgspec.DecodeError:
+                raise UpstreamError(
+                    "the upstream sent an unreadable answer", code="bad_upstream_body"
+                ) from None
+            message = openai_chat_to_anthropic_message(chat, model)
+            usage = message.get("usage") or {}
+            total_in = sum(
+                int(usage.get(k) or 0)
+                for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+            )
+            return _encoder.encode(message), (total_in, int(usage.get("output_tokens", 0)))
+
+        await relay_json(router, call, send, headers, shape, anthropic_error_body)
+
+
+def anthropic_handlers(gw: Gateway) -> list[Any]:
+    """The Litestar route handlers of the Anthropic dialect, bound to `gw`."""
+    messages = MessagesEndpoint(gw, Endpoint.MESSAGES, MessagesHead)
+    count = MessagesEndpoint(gw, Endpoint.COUNT_TOKENS, CountTokensHead)
+
+    @asgi("/v1/messages", copy_scope=False)
+    async def create_message(scope: Scope, receive: Receive, send: Send) -> None:
+        await messages(scope, receive, send)
+
+    @asgi("/v1/messages/count_tokens", copy_scope=False)
+    async def count_tokens(scope: Scope, receive: Receive, send: Send) -> None:
+        await count(scope, receive, send)
+
+    return [create_message, count_tokens]
