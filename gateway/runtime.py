@@ -6,8 +6,9 @@ import logging
 import os
 from collections.abc import Mapping
 
-from gateway.clients import ClientDirectory, client_key_secret
+from gateway.clients import Client, ClientDirectory, client_key_secret
 from gateway.config import Config
+from gateway.control.sync import ConfigSync
 from gateway.providers.transport import UpstreamTransport, create_transport
 from gateway.routing.router import Router
 from gateway.routing.settler import Settler
@@ -48,6 +49,13 @@ class Gateway:
         self.router = Router(self.state, self.transport, self.settler, cfg.routing)
         self.scripts_loaded = False
         self.shutting_down = False
+        # control plane: runtime config records in Redis, merged over the file (gateway/control)
+        self.control = ConfigSync(self, env)
+
+    def use_config(self, table: RouteTable, clients: tuple[Client, ...]) -> None:
+        """Swap in a route table and client keys rebuilt by the control plane."""
+        self.table = table
+        self.clients.replace(clients)
 
     async def start(self) -> None:
         try:
@@ -56,6 +64,7 @@ class Gateway:
         except StateError as exc:
             # readiness stays red; the first successful call (NOSCRIPT path) loads them again
             log.error("could not load scripts into Redis at start-up: %s", exc)
+        await self.control.start()
         log.info(
             "keyway ready: %d providers, %d model aliases, %d client keys, state %s",
             len(self.table.pools),
@@ -75,10 +84,11 @@ class Gateway:
                 self.scripts_loaded = True
             except StateError:
                 return False
-        return True
+        return self.control.loaded
 
     async def stop(self) -> None:
         self.shutting_down = True
+        await self.control.stop()
         await self.settler.drain()
         await self.transport.aclose()
         await self.state.aclose()

@@ -1,0 +1,182 @@
+"""ConfigSync: keep this replica's route table and client keys equal to file + Redis records.
+
+    start:  (--config-overwrite: drop the runtime records of the ids the file defines)
+            read every record at one version -> merge over the file -> swap into the Gateway
+    watch:  SUBSCRIBE <prefix>:{cfg}:changed   a write announces its version: reload at once
+            every KEYWAY_CONFIG_POLL_S seconds (default 5) without a message: GET the version
+            and reload if it moved (a pub/sub message can be lost on a reconnect)
+
+Requests never wait on Redis for config: they read the last snapshot swapped in. When Redis is
+unreachable the last snapshot keeps serving and the watcher retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+from gateway.control.merge import FileBaseline, Snapshot, merge
+from gateway.control.records import Kind, key_field
+from gateway.control.store import ANY, Change, ConfigStore
+from gateway.secrets.keyring import Keyring, load_keyring
+from gateway.state.store import StateError
+
+if TYPE_CHECKING:
+    from gateway.runtime import Gateway
+
+__all__ = ["ConfigSync"]
+
+log = logging.getLogger("keyway.control")
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+class ConfigSync:
+    """The replica's view of the runtime config, and the task that keeps it current."""
+
+    def __init__(self, gw: Gateway, env: Mapping[str, str]) -> None:
+        self.gw = gw
+        self.env = env
+        self.store = ConfigStore(gw.state)
+        self.keyring: Keyring | None = load_keyring(env)
+        self.base = FileBaseline.build(gw.cfg, gw.clients.digest, env)
+        self.poll_s = max(0.05, float(env.get("KEYWAY_CONFIG_POLL_S") or 5.0))
+        self.overwrite = env.get("KEYWAY_CONFIG_OVERWRITE", "").lower() in _TRUE
+        self.allow_private_upstreams = (
+            env.get("KEYWAY_ALLOW_PRIVATE_UPSTREAMS", "").lower() in _TRUE
+        )
+        self.client_key_secret_set = bool(env.get("KEYWAY_CLIENT_KEY_SECRET"))
+        self.snapshot: Snapshot | None = None
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self.snapshot is not None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            if self.overwrite:
+                await self.drop_file_overrides()
+            await self.refresh()
+        except StateError as exc:
+            log.error("runtime config not loaded (%s); serving the file until Redis answers", exc)
+        self._task = asyncio.create_task(self._watch(), name="keyway-config-watch")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def drop_file_overrides(self) -> int:
+        """--config-overwrite: remove runtime records (and tombstones) of the file's ids."""
+        cfg = self.base.config
+        names: dict[Kind, list[str]] = {
+            "providers": list(cfg.providers),
+            "keys": [key_field(p, k.id) for p, prov in cfg.providers.items() for k in prov.keys],
+            "models": list(cfg.models),
+            "clients": [c.id for c in cfg.clients],
+        }
+        changes: list[Change] = []
+        for kind, fields in names.items():
+            current = await self.store.get_many(kind, fields)
+            changes.extend(
+                Change(kind, f, ANY, None) for f, v in zip(fields, current, strict=True) if v
+            )
+        if changes:
+            await self.store.write(changes)
+            log.warning(
+                "config overwrite: removed %d runtime records that the config file defines",
+                len(changes),
+            )
+        return len(changes)
+
+    # -- snapshot -----------------------------------------------------------------------------
+
+    async def refresh(self) -> Snapshot:
+        """Read every record and swap in the merged snapshot (unless the version is unchanged)."""
+        async with self._lock:
+            stored = await self.store.read_all()
+            current = self.snapshot
+            if current is not None and current.version == stored.version:
+                return current
+            snapshot = merge(self.base, stored, self.keyring, self.env)
+            self._apply(snapshot, current)
+            return snapshot
+
+    async def check(self) -> Snapshot | None:
+        """Reload if the version in Redis moved (one GET when it did not)."""
+        version = await self.store.version()
+        if self.snapshot is None or version != self.snapshot.version:
+            return await self.refresh()
+        return self.snapshot
+
+    def _apply(self, snapshot: Snapshot, previous: Snapshot | None) -> None:
+        known = set(previous.problems) if previous else set()
+        for problem in snapshot.problems:
+            if problem not in known:
+                log.warning("runtime config: %s", problem)
+        self.gw.use_config(snapshot.table, snapshot.clients)
+        self.snapshot = snapshot
+        log.info(
+            "runtime config version %d applied: %d providers, %d keys, %d model aliases, "
+            "%d client keys",
+            snapshot.version,
+            len(snapshot.table.pools),
+            sum(len(p.keys) for p in snapshot.table.pools.values()),
+            len(snapshot.table.aliases),
+            len(snapshot.clients),
+        )
+
+    # -- the watcher --------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self._follow()
+            except (StateError, RedisError, OSError, ValueError) as exc:
+                log.warning("config watcher: %s; retrying in %.1fs", type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.poll_s)
+
+    def _pubsub(self) -> Any:
+        try:
+            return self.store.state.handle.client.pubsub()
+        except (AttributeError, NotImplementedError, RedisError):
+            return None
+
+    async def _follow(self) -> None:
+        pubsub = self._pubsub()
+        try:
+            if pubsub is not None:
+                await pubsub.subscribe(self.store.channel)
+            await self.check()  # anything announced before the subscription took
+            while True:
+                if pubsub is None:
+                    await asyncio.sleep(self.poll_s)
+                    await self.check()
+                    continue
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=self.poll_s
+                )
+                if message is None:
+                    await self.check()
+                    continue
+                # a burst of writes: take every queued announcement, then reload once
+                while await pubsub.get_message(ignore_subscribe_messages=True, timeout=0):
+                    pass
+                await self.refresh()
+        finally:
+            if pubsub is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
