@@ -103,8 +103,11 @@ class FakeProvider:
         method, dialect, endpoint = route
         headers: Headers = scope["headers"]
         bearer = x_api_key = api_key = fault_mode = ""
+        content_length = -1
         for name, value in headers:
-            if name == b"authorization":
+            if name == b"content-length":
+                content_length = int(value) if value.isdigit() else -1
+            elif name == b"authorization":
                 if value[:7].lower() == b"bearer ":
                     bearer = value[7:].decode("latin-1").strip()
             elif name == b"x-api-key":
@@ -124,7 +127,7 @@ class FakeProvider:
         else:
             key = bearer
 
-        body = await read_body(receive)
+        body = await read_body(receive, content_length)
         masked = mask_secret(key)
         request = RecordedRequest(
             scope["method"], scope["path"], scope["query_string"], headers, body

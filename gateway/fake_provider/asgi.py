@@ -43,16 +43,23 @@ class ConnectionCut(Exception):
     """Raised on purpose mid-response so that the server drops the connection (fault "cut")."""
 
 
-async def read_body(receive: Receive) -> bytes:
-    """The whole request body (requests to an LLM API are small)."""
+async def read_body(receive: Receive, content_length: int = -1) -> bytes:
+    """The whole request body (requests to an LLM API are small).
+
+    Granian sends a body as a message with ``more_body`` followed by an empty last one; once
+    ``content_length`` bytes are in, waiting for that last message would only cost a loop turn.
+    """
     message = await receive()
     body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
+    if not message.get("more_body", False) or len(body) == content_length:
         return body
     parts = [body]
-    while message.get("more_body", False):
+    received = len(body)
+    while message.get("more_body", False) and received != content_length:
         message = await receive()
-        parts.append(message.get("body", b""))
+        part = message.get("body", b"")
+        parts.append(part)
+        received += len(part)
     return b"".join(parts)
 
 
@@ -68,7 +75,7 @@ async def send_body(send: Send, status: int, headers: Headers, body: bytes) -> N
     """Send a complete response with a Content-Length."""
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def send_cut_body(send: Send, status: int, headers: Headers, body: bytes) -> None:

@@ -8,6 +8,7 @@ Anthropic: ``{"type": "error", "error": {"type", "message"}}``, ``request-id``, 
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Protocol
 
@@ -46,6 +47,11 @@ class Dialect(Protocol):
     def headers(self, snapshot: QuotaSnapshot) -> Headers:
         """Fresh headers for a response (no content type): a new request id and the rate limits."""
         ...
+
+
+@functools.lru_cache(maxsize=4096)
+def _go_duration_ms(milliseconds: int) -> bytes:
+    return go_duration(milliseconds / 1000).encode()
 
 
 def go_duration(seconds: float) -> str:
@@ -113,11 +119,11 @@ class OpenAIDialect:
         return _encoder.encode({"error": error})
 
     def headers(self, snapshot: QuotaSnapshot) -> Headers:
-        requests_reset = go_duration(snapshot.reset_requests_s).encode()
+        requests_reset = _go_duration_ms(round(snapshot.reset_requests_s * 1000))
         tokens_reset = (
             requests_reset
             if snapshot.reset_tokens_s == snapshot.reset_requests_s
-            else go_duration(snapshot.reset_tokens_s).encode()
+            else _go_duration_ms(round(snapshot.reset_tokens_s * 1000))
         )
         return [
             (b"x-request-id", new_id("req_").encode()),

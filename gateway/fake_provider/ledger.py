@@ -21,7 +21,7 @@ SECRET_HEADERS: frozenset[str] = frozenset({"authorization", "x-api-key", "api-k
 _decoder = msgspec.json.Decoder()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RecordedRequest:
     """One request as it arrived, before any parsing."""
 

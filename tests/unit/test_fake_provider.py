@@ -24,6 +24,7 @@ import pytest
 
 from gateway.fake_provider import app as app_module
 from gateway.fake_provider.app import create_app
+from gateway.fake_provider.asgi import read_body
 from gateway.fake_provider.dialect import go_duration
 from gateway.fake_provider.settings import FakeSettings
 
@@ -662,6 +663,26 @@ async def test_reset_forgets_stats_faults_and_windows() -> None:
         assert (
             await client.post("/v1/chat/completions", json=CHAT, headers=openai_headers())
         ).status_code == 200
+
+
+async def test_read_body_joins_parts_and_stops_at_content_length() -> None:
+    messages = [
+        {"type": "http.request", "body": b'{"a":', "more_body": True},
+        {"type": "http.request", "body": b"1}", "more_body": True},
+        {"type": "http.request", "body": b"", "more_body": False},
+    ]
+    calls = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        return messages[calls - 1]
+
+    assert await read_body(receive, content_length=7) == b'{"a":1}'
+    assert calls == 2
+    calls = 0
+    assert await read_body(receive) == b'{"a":1}'
+    assert calls == 3
 
 
 def test_go_duration_matches_openai_header_format() -> None:
