@@ -97,6 +97,8 @@ class RedisConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     prefix: str = "kw"
     timeout_s: float = 0.5
     """Socket timeout of every Redis call."""
+    retry_interval_s: float = 1.0
+    """While Redis is unreachable, one call per interval tries it; the rest fail over at once."""
 
 
 class ServerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -132,6 +134,8 @@ class RoutingConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     max_cooldown_s: float = 600.0
     default_max_tokens: int = 1024
     """Completion tokens reserved when the request does not say `max_tokens`."""
+    degraded_budget_allowance_usd: float = 1.0
+    """While Redis is away, a client with a budget may spend at most this much per replica."""
     breaker: BreakerConfig = BreakerConfig()
 
 

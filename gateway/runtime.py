@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import secrets
+import socket
 from collections.abc import Mapping
 
 from gateway.clients import Client, ClientDirectory, client_key_secret
 from gateway.config import Config
 from gateway.control.sync import ConfigSync
 from gateway.providers.transport import UpstreamTransport, create_transport
+from gateway.routing.degraded import DegradedMode
 from gateway.routing.router import Router
 from gateway.routing.settler import Settler
 from gateway.routing.table import RouteTable
 from gateway.state.connection import open_redis
+from gateway.state.guard import RedisGuard
 from gateway.state.store import SharedState, StateError
 
 __all__ = ["Gateway"]
@@ -41,12 +47,21 @@ class Gateway:
                 "no REDIS_URL: running on the embedded in-process store; "
                 "limits hold for this one process only. Replicas need a real Redis."
             )
-        self.state = SharedState(handle, prefix=cfg.redis.prefix)
+        self.state = SharedState(
+            handle, prefix=cfg.redis.prefix, guard=RedisGuard(cfg.redis.retry_interval_s)
+        )
+        self.state.guard.on_change = self._redis_changed
         self.transport = transport or create_transport(
             env.get("KEYWAY_UPSTREAM_CLIENT") or "aiohttp"
         )
         self.settler = Settler(self.state)
-        self.router = Router(self.state, self.transport, self.settler, cfg.routing)
+        self.degraded = DegradedMode(
+            prefix=cfg.redis.prefix,
+            budget_allowance_micros=int(cfg.routing.degraded_budget_allowance_usd * 1_000_000),
+        )
+        self.router = Router(self.state, self.transport, self.settler, cfg.routing, self.degraded)
+        self.replica_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._heartbeat: asyncio.Task[None] | None = None
         self.scripts_loaded = False
         self.shutting_down = False
         # control plane: runtime config records in Redis, merged over the file (gateway/control)
@@ -57,7 +72,34 @@ class Gateway:
         self.table = table
         self.clients.replace(clients)
 
+    @property
+    def degraded_mode(self) -> bool:
+        """Redis is unreachable and this replica routes on its local share of the limits."""
+        return self.state.guard.is_down
+
+    def _redis_changed(self, up: bool) -> None:
+        if up:
+            log.warning("redis is reachable again: leaving degraded mode")
+            asyncio.get_running_loop().create_task(self.degraded.reset())
+        else:
+            log.error(
+                "redis is unreachable: degraded mode (local share of limits for %d replicas)",
+                self.degraded.replicas,
+            )
+
+    async def _beat(self) -> None:
+        """Heartbeat every 2 s: tells Redis this replica lives and learns how many do.
+
+        It doubles as the probe that notices Redis coming back when no traffic flows.
+        """
+        call = self.state.heartbeat_call(self.replica_id, 6000)
+        while True:
+            with contextlib.suppress(StateError):
+                self.degraded.replicas = max(1, int((await self.state.run([call]))[0]))
+            await asyncio.sleep(2.0)
+
     async def start(self) -> None:
+        self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
         try:
             await self.state.load_scripts()
             self.scripts_loaded = True
@@ -74,10 +116,13 @@ class Gateway:
         )
 
     async def ready(self) -> bool:
+        """Ready: scripts loaded once and not shutting down. Degraded mode still serves."""
         if self.shutting_down:
             return False
+        if self.scripts_loaded and self.degraded_mode:
+            return True
         if not await self.state.ping():
-            return False
+            return self.scripts_loaded
         if not self.scripts_loaded:
             try:
                 await self.state.load_scripts()
@@ -88,6 +133,8 @@ class Gateway:
 
     async def stop(self) -> None:
         self.shutting_down = True
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         await self.control.stop()
         await self.settler.drain()
         await self.transport.aclose()

@@ -81,10 +81,14 @@ class MessagesEndpoint:
             await send_bytes(send, rejection.status, payload, base_headers)
             return
         except GatewayError as err:
+            if self.gw.degraded_mode:
+                base_headers.append((b"x-keyway-degraded", b"redis-unavailable"))
             await send_error(send, err, base_headers, anthropic=True)
             return
         base_headers.append((b"x-keyway-key", call.key.id.encode()))
         base_headers.append((b"x-keyway-attempts", str(job.attempts).encode()))
+        if job.degraded or call.lease.local:
+            base_headers.append((b"x-keyway-degraded", b"redis-unavailable"))
         await self._respond(call, head, send, receive, base_headers)
 
     def _job(

@@ -20,7 +20,11 @@ def health_handlers(gw: Gateway) -> list[Any]:
     @asgi("/readyz", copy_scope=False)
     async def readyz(scope: Scope, receive: Receive, send: Send) -> None:
         if await gw.ready():
-            await send_bytes(send, 200, b'{"status":"ready"}', [])
+            if gw.degraded_mode:
+                body = b'{"status":"degraded","redis":"unreachable"}'
+                await send_bytes(send, 200, body, [(b"x-keyway-degraded", b"redis-unavailable")])
+            else:
+                await send_bytes(send, 200, b'{"status":"ready"}', [])
         elif gw.shutting_down:
             await send_bytes(send, 503, b'{"status":"shutting down"}', [])
         else:

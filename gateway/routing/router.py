@@ -35,6 +35,7 @@ from gateway.providers.transport import (
     UpstreamTimeoutError,
     UpstreamTransport,
 )
+from gateway.routing.degraded import DegradedMode
 from gateway.routing.outcome import (
     NOTHING_LEARNED,
     Learned,
@@ -45,7 +46,14 @@ from gateway.routing.outcome import (
 )
 from gateway.routing.settler import Settler
 from gateway.routing.table import Deployment, UpstreamKey
-from gateway.state.store import Lease, NoKey, ScriptCall, SharedState, StateError
+from gateway.state.store import (
+    Lease,
+    NoKey,
+    ScriptCall,
+    SharedState,
+    StateError,
+    StateUnavailable,
+)
 
 __all__ = ["Job", "OpenCall", "Router", "UpstreamRejection"]
 
@@ -69,6 +77,8 @@ class Job:
     est_tokens: int
     client_headers: list[tuple[str, str]]
     attempts: int = 0
+    degraded: bool = False
+    """Admitted by the in-process store because Redis was unreachable."""
     skipped: list[str] = field(default_factory=list)
 
 
@@ -112,8 +122,10 @@ class Router:
         transport: UpstreamTransport,
         settler: Settler,
         routing: RoutingConfig,
+        degraded: DegradedMode,
     ) -> None:
         self.state = state
+        self.degraded = degraded
         self.transport = transport
         self.settler = settler
         self.cfg = routing
@@ -178,41 +190,42 @@ class Router:
             model=job.alias,
         )
 
-    def finish(
-        self,
-        call: OpenCall,
-        outcome: str,
-        *,
-        tokens_in: int,
-        tokens_out: int,
-        background: bool = True,
-    ) -> ScriptCall | None:
+    def _submit_pool(self, lease: Lease, call: ScriptCall) -> None:
+        self.settler.submit([call], local=self.degraded.local if lease.local else None)
+
+    def finish(self, call: OpenCall, outcome: str, *, tokens_in: int, tokens_out: int) -> None:
         """Settle the key and charge the client; -1 tokens = unknown (the estimate is charged)."""
-        latency = int((call.first_byte - call.started) * 1000)
-        calls = [
-            self._pool_settle(
-                call.deployment,
-                call.job,
-                call.lease,
-                outcome,
-                tokens_in=tokens_in,
-                tokens_out=tokens_out,
-                learned=learn_quota(call.response.headers),
-                latency_ms=latency,
-            ),
-            self._client_settle(
-                call.job,
-                "charge",
-                tokens_in,
-                tokens_out,
-                cost_micros(call.deployment, tokens_in, tokens_out),
-            ),
-        ]
-        self.settler.submit(calls)
-        return None
+        job = call.job
+        pool_call = self._pool_settle(
+            call.deployment,
+            job,
+            call.lease,
+            outcome,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            learned=learn_quota(call.response.headers),
+            latency_ms=int((call.first_byte - call.started) * 1000),
+        )
+        cost = cost_micros(call.deployment, tokens_in, tokens_out)
+        client_call = self._client_settle(job, "charge", tokens_in, tokens_out, cost)
+        if not job.degraded and not call.lease.local:
+            self.settler.submit([pool_call, client_call])  # one round trip
+            return
+        self._submit_pool(call.lease, pool_call)
+        if not job.degraded:
+            self.settler.submit([client_call])
+            return
+        self.settler.submit([client_call], local=self.degraded.local)
+        # the spend must reach Redis once it is back: an idempotent late charge
+        known = tokens_in >= 0
+        late_in = tokens_in if known else job.est_tokens
+        late_out = max(tokens_out, 0) if known else 0
+        late_cost = max(cost_micros(call.deployment, late_in, late_out), 0)
+        self.settler.submit([self._client_settle(job, "late", late_in, late_out, late_cost)])
 
     def refund(self, job: Job) -> None:
-        self.settler.submit([self._client_settle(job, "refund", 0, 0, 0)])
+        call = self._client_settle(job, "refund", 0, 0, 0)
+        self.settler.submit([call], local=self.degraded.local if job.degraded else None)
 
     # -- the attempt loop ---------------------------------------------------------------------
 
@@ -280,9 +293,39 @@ class Router:
         candidates: list[tuple[str | int, ...]],
         admitted: bool,
     ) -> Lease | NoKey:
+        """One round trip: acquire a key (and, on the first attempt, admit the client)."""
+        try:
+            return await self._acquire_on(self.state, job, deployment, candidates, admitted)
+        except StateUnavailable:
+            pass
+        except StateError as exc:
+            log.error("routing state error: %s", exc)
+            raise ServiceUnavailable(
+                "routing state is unavailable; retry shortly",
+                code="state_unavailable",
+                retry_after_s=1,
+            ) from None
+        # degraded mode: the same scripts in-process, on this replica's share of every limit
+        await self.degraded.ensure_ready()
+        if not admitted:
+            job.degraded = True
+        return await self._acquire_on(
+            self.degraded.local, job, deployment, self.degraded.candidates(candidates), admitted
+        )
+
+    async def _acquire_on(
+        self,
+        state: SharedState,
+        job: Job,
+        deployment: Deployment,
+        candidates: list[tuple[str | int, ...]],
+        admitted: bool,
+    ) -> Lease | NoKey:
+        local = state is not self.state
+        provider = deployment.pool.provider
         lease_id = f"{job.request_id}.{job.attempts}"
-        acquire = self.state.acquire_call(
-            deployment.pool.provider,
+        acquire = state.acquire_call(
+            provider,
             lease_id,
             tokens=job.est_tokens,
             lease_ttl_ms=self._lease_ttl_ms,
@@ -290,47 +333,43 @@ class Router:
             random=random.randrange(1_000_000),
             candidates=candidates,
         )
+        if admitted:
+            reply = (await state.run([acquire]))[0]
+            return state.parse_acquire(provider, lease_id, reply, local=local)
         client = job.client
-        try:
-            if admitted:
-                reply = (await self.state.run([acquire]))[0]
-                return self.state.parse_acquire(deployment.pool.provider, lease_id, reply)
-            est_cost = max(cost_micros(deployment, job.est_tokens, 0), 0)
-            admit = self.state.client_admit_call(
-                client.id,
-                job.request_id,
-                rpm=client.rpm,
-                tpm=client.tpm,
-                tokens=job.est_tokens,
-                cost_micros=est_cost,
-                budget_day_micros=client.budget_day_micros,
-                budget_month_micros=client.budget_month_micros,
-                hold_ttl_ms=self._lease_ttl_ms,
+        if local:
+            rpm, tpm, day, month = self.degraded.client_limits(client)
+        else:
+            rpm, tpm = client.rpm, client.tpm
+            day, month = client.budget_day_micros, client.budget_month_micros
+        admit = state.client_admit_call(
+            client.id,
+            job.request_id,
+            rpm=rpm,
+            tpm=tpm,
+            tokens=job.est_tokens,
+            cost_micros=max(cost_micros(deployment, job.est_tokens, 0), 0),
+            budget_day_micros=day,
+            budget_month_micros=month,
+            hold_ttl_ms=self._lease_ttl_ms,
+        )
+        replies = await state.run([admit, acquire])
+        admission = state.parse_admit(replies[0])
+        got = state.parse_acquire(provider, lease_id, replies[1], local=local)
+        if admission.admitted:
+            return got
+        if isinstance(got, Lease):
+            self._submit_pool(got, self._pool_settle(deployment, job, got, Outcome.REFUND))
+        if admission.reason == "tpm_exceeds_limit":
+            raise BadRequest(
+                "this request needs more tokens than your tokens-per-minute limit allows",
+                code="tokens_exceed_limit",
             )
-            replies = await self.state.run([admit, acquire])
-        except StateError as exc:
-            log.error("shared state unavailable: %s", exc)
-            raise ServiceUnavailable(
-                "routing state is unavailable; retry shortly",
-                code="state_unavailable",
-                retry_after_s=1,
-            ) from None
-        admission = self.state.parse_admit(replies[0])
-        got = self.state.parse_acquire(deployment.pool.provider, lease_id, replies[1])
-        if not admission.admitted:
-            if isinstance(got, Lease):
-                self.settler.submit([self._pool_settle(deployment, job, got, Outcome.REFUND)])
-            if admission.reason == "tpm_exceeds_limit":
-                raise BadRequest(
-                    "this request needs more tokens than your tokens-per-minute limit allows",
-                    code="tokens_exceed_limit",
-                )
-            raise RateLimited(
-                f"client key limit reached ({admission.reason})",
-                code=f"client_{admission.reason}",
-                retry_after_s=max(1, -(-admission.wait_ms // 1000)),
-            )
-        return got
+        raise RateLimited(
+            f"client key limit reached ({admission.reason})",
+            code=f"client_{admission.reason}",
+            retry_after_s=max(1, -(-admission.wait_ms // 1000)),
+        )
 
     async def _attempt(
         self, job: Job, deployment: Deployment, key: UpstreamKey, lease: Lease
@@ -340,7 +379,7 @@ class Router:
         try:
             endpoint, body = job.prepare(deployment)
         except GatewayError:
-            self.settler.submit([self._pool_settle(deployment, job, lease, Outcome.REFUND)])
+            self._submit_pool(lease, self._pool_settle(deployment, job, lease, Outcome.REFUND))
             raise
         try:
             response = await self.transport.send(
@@ -356,8 +395,9 @@ class Router:
             log.warning(
                 "upstream %s key %s: %s", deployment.pool.provider, key.id, type(exc).__name__
             )
-            self.settler.submit(
-                [self._pool_settle(deployment, job, lease, Outcome.SERVER_ERROR, latency_ms=-1)]
+            self._submit_pool(
+                lease,
+                self._pool_settle(deployment, job, lease, Outcome.SERVER_ERROR, latency_ms=-1),
             )
             if timed_out:
                 return UpstreamTimeout(
@@ -382,19 +422,18 @@ class Router:
             cooldown = cooldown_ms(
                 headers, default_s=self.cfg.cooldown_s, max_s=self.cfg.max_cooldown_s
             )
-        self.settler.submit(
-            [
-                self._pool_settle(
-                    deployment,
-                    job,
-                    lease,
-                    outcome,
-                    cooldown=cooldown,
-                    learned=learn_quota(headers),
-                    latency_ms=int((first_byte - started) * 1000),
-                    reason=f"upstream answered {response.status}",
-                )
-            ]
+        self._submit_pool(
+            lease,
+            self._pool_settle(
+                deployment,
+                job,
+                lease,
+                outcome,
+                cooldown=cooldown,
+                learned=learn_quota(headers),
+                latency_ms=int((first_byte - started) * 1000),
+                reason=f"upstream answered {response.status}",
+            ),
         )
         log.info(
             "upstream %s key %s answered %d (%s)",

@@ -11,7 +11,7 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 
-from gateway.state.store import ScriptCall, SharedState, StateError
+from gateway.state.store import ScriptCall, SharedState, StateError, StateUnavailable
 
 __all__ = ["Settler"]
 
@@ -31,22 +31,28 @@ class Settler:
     def queued(self) -> int:
         return len(self._queued)
 
-    def submit(self, calls: Sequence[ScriptCall]) -> None:
-        task = asyncio.get_running_loop().create_task(self._send(calls))
+    def submit(self, calls: Sequence[ScriptCall], *, local: SharedState | None = None) -> None:
+        """Settle in the background: on Redis, or on `local` (the degraded-mode store)."""
+        coro = self._send(calls) if local is None else self._send_local(local, calls)
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def run_now(self, calls: Sequence[ScriptCall]) -> None:
-        """Settle before returning (streams: the response is already complete)."""
-        await self._send(calls)
 
     async def _send(self, calls: Sequence[ScriptCall]) -> None:
         try:
             await self._state.run(calls)
-        except StateError as exc:
-            log.warning("settlement queued for replay: %s", exc)
+        except StateUnavailable:
             self._queued.append(calls)
             self._ensure_replayer()
+        except StateError as exc:
+            log.error("settlement rejected by redis: %s", exc)
+
+    @staticmethod
+    async def _send_local(local: SharedState, calls: Sequence[ScriptCall]) -> None:
+        try:
+            await local.run(calls)
+        except StateError as exc:
+            log.error("local settlement failed: %s", exc)
 
     def _ensure_replayer(self) -> None:
         if self._replayer is None or self._replayer.done():
@@ -59,9 +65,11 @@ class Settler:
             calls = self._queued[0]
             try:
                 await self._state.run(calls)
-            except StateError:
-                delay = min(delay * 2, 5.0)
+            except StateUnavailable:
+                delay = min(max(delay, 0.2) * 2, 5.0)
                 continue
+            except StateError as exc:  # a script refused it: replaying again would not help
+                log.error("queued settlement dropped: %s", exc)
             self._queued.popleft()
             delay = 0.0 if self._queued else 0.2
         log.info("queued settlements replayed")

@@ -79,6 +79,8 @@ class Lease:
     """The lease id: the request id and the attempt number."""
     key_id: str
     probe: bool
+    local: bool = False
+    """Taken from the in-process store while Redis was unreachable (degraded mode)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,10 +220,16 @@ class SharedState:
         return ScriptCall(ACQUIRE, (f"{p}:leases",), tuple(args))
 
     @staticmethod
-    def parse_acquire(provider: str, lease_id: str, reply: Any) -> Lease | NoKey:
+    def parse_acquire(
+        provider: str, lease_id: str, reply: Any, *, local: bool = False
+    ) -> Lease | NoKey:
         if int(reply[0]) == 1:
             return Lease(
-                provider=provider, id=lease_id, key_id=str(reply[1]), probe=int(reply[2]) == 1
+                provider=provider,
+                id=lease_id,
+                key_id=str(reply[1]),
+                probe=int(reply[2]) == 1,
+                local=local,
             )
         return NoKey(wait_ms=int(reply[1]), skipped=str(reply[2]))
 
