@@ -7,6 +7,7 @@ import os
 
 from litestar import Litestar
 
+from gateway.admin.router import admin_router, openapi_config
 from gateway.api.anthropic_routes import anthropic_handlers
 from gateway.api.health import health_handlers
 from gateway.api.metrics_route import metrics_handler
@@ -22,10 +23,16 @@ def create_app(cfg: Config, gateway: Gateway | None = None) -> Litestar:
     """Build the app for `cfg`; the Gateway connects on start-up and drains on shutdown."""
     gw = gateway or Gateway(cfg)
     app = Litestar(
-        route_handlers=[*health_handlers(gw), *openai_handlers(gw), *anthropic_handlers(gw), metrics_handler()],
+        route_handlers=[
+            *health_handlers(gw),
+            *openai_handlers(gw),
+            *anthropic_handlers(gw),
+            metrics_handler(),
+            admin_router(gw),
+        ],
         on_startup=[gw.start],
         on_shutdown=[gw.stop],
-        openapi_config=None,
+        openapi_config=openapi_config(),
         debug=False,
     )
     app.state.gateway = gw
