@@ -1,4 +1,4 @@
-"""The `keyway` command: serve, demo, check-config, fake-provider, --version."""
+"""The `keyway` command: serve, demo, check-config, fake-provider, clients, keys, usage, secrets."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from gateway import __version__
+from gateway.admin.commands import add_admin_commands
 from gateway.config_load import ConfigError, load_config
 
 __all__ = ["main"]
@@ -21,6 +22,8 @@ def _serve(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None:
             os.environ[env] = str(value)
+    if args.config_overwrite:
+        os.environ["KEYWAY_CONFIG_OVERWRITE"] = "1"
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
@@ -78,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--reload", action="store_true", help="restart on code changes (development)"
     )
+    serve.add_argument(
+        "--config-overwrite",
+        action="store_true",
+        help="the file wins: drop runtime (admin API) records of the ids it defines "
+        "(KEYWAY_CONFIG_OVERWRITE=1)",
+    )
     serve.set_defaults(func=_serve)
 
     check = sub.add_parser("check-config", help="validate a config file and exit")
@@ -99,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--chunk-delay-ms", type=float, default=0.0)
     fake.add_argument("--rpm", type=int, default=None, help="per-key request limit it enforces")
     fake.set_defaults(func=_fake)
+
+    add_admin_commands(sub)
     return parser
 
 
