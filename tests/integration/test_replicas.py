@@ -4,6 +4,7 @@ hold for the cluster as a whole."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,9 @@ from tests.harness import FakeControl, Proc, make_config, start_gateway, start_h
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
 
 
-def _cluster(logs: Path, config: str, redis_url: str, prefix: dict[str, str], n: int = 4) -> tuple[list[Proc], Proc]:
+def _cluster(
+    logs: Path, config: str, redis_url: str, prefix: dict[str, str], n: int = 4
+) -> tuple[list[Proc], Proc]:
     replicas = [start_gateway(logs, config, redis_url=redis_url, env=prefix) for _ in range(n)]
     lb = start_haproxy(logs, [g.port for g in replicas])
     return replicas, lb
@@ -33,13 +36,22 @@ async def _burst(url: str, n: int, key: str) -> list[httpx.Response]:
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
         return list(
             await asyncio.gather(
-                *(http.post("/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {key}"}) for _ in range(n))
+                *(
+                    http.post(
+                        "/v1/chat/completions",
+                        json=CHAT,
+                        headers={"authorization": f"Bearer {key}"},
+                    )
+                    for _ in range(n)
+                )
             )
         )
 
 
 @pytest.fixture()
-def four_replicas(logs: Path, fake_proc: Proc, redis_url: str, prefix: dict[str, str]) -> Iterator[tuple[list[Proc], Proc]]:
+def four_replicas(
+    logs: Path, fake_proc: Proc, redis_url: str, prefix: dict[str, str]
+) -> Iterator[tuple[list[Proc], Proc]]:
     config = make_config(
         fake_proc.url,
         keys=4,
@@ -51,8 +63,10 @@ def four_replicas(logs: Path, fake_proc: Proc, redis_url: str, prefix: dict[str,
     _stop([lb, *replicas])
 
 
-def test_400_concurrent_requests_admit_exactly_the_client_limit(four_replicas: tuple[list[Proc], Proc], fake: FakeControl) -> None:
-    replicas, lb = four_replicas
+def test_400_concurrent_requests_admit_exactly_the_client_limit(
+    four_replicas: tuple[list[Proc], Proc], fake: FakeControl
+) -> None:
+    _replicas, lb = four_replicas
     responses = asyncio.run(_burst(lb.url, 400, "sk-client-capped"))
     codes = [r.status_code for r in responses]
     assert codes.count(200) == 50, {c: codes.count(c) for c in set(codes)}
@@ -60,8 +74,10 @@ def test_400_concurrent_requests_admit_exactly_the_client_limit(four_replicas: t
     assert sum(fake.requests_by_key().values()) == 50
 
 
-def test_upstream_keys_never_exceed_their_rpm_across_replicas(four_replicas: tuple[list[Proc], Proc], fake: FakeControl) -> None:
-    replicas, lb = four_replicas
+def test_upstream_keys_never_exceed_their_rpm_across_replicas(
+    four_replicas: tuple[list[Proc], Proc], fake: FakeControl
+) -> None:
+    _replicas, lb = four_replicas
     responses = asyncio.run(_burst(lb.url, 400, "sk-client-a"))
     codes = [r.status_code for r in responses]
     assert codes.count(200) == 120, {c: codes.count(c) for c in set(codes)}
@@ -72,7 +88,9 @@ def test_upstream_keys_never_exceed_their_rpm_across_replicas(four_replicas: tup
 def test_breaker_admits_one_probe_per_open_interval_across_replicas(
     logs: Path, fake: FakeControl, fake_proc: Proc, redis_url: str, prefix: dict[str, str]
 ) -> None:
-    routing = "  breaker: {consecutive_failures: 3, open_s: 0.4, max_open_s: 0.8, min_requests: 1000}\n"
+    routing = (
+        "  breaker: {consecutive_failures: 3, open_s: 0.4, max_open_s: 0.8, min_requests: 1000}\n"
+    )
     config = make_config(fake_proc.url, keys=2, routing=routing)
     replicas, lb = _cluster(logs, config, redis_url, prefix)
     r = redis.Redis.from_url(redis_url, decode_responses=True)
@@ -84,7 +102,9 @@ def test_breaker_admits_one_probe_per_open_interval_across_replicas(
         stop = time.monotonic() + seconds
 
         async def one() -> None:
-            async with httpx.AsyncClient(base_url=lb.url, timeout=30, headers={"authorization": "Bearer sk-client-a"}) as http:
+            async with httpx.AsyncClient(
+                base_url=lb.url, timeout=30, headers={"authorization": "Bearer sk-client-a"}
+            ) as http:
                 while time.monotonic() < stop:
                     codes.append((await http.post("/v1/chat/completions", json=CHAT)).status_code)
 
@@ -104,7 +124,9 @@ def test_breaker_admits_one_probe_per_open_interval_across_replicas(
         # every hit on the broken key was a probe, and each failed probe reopened the breaker
         assert hits >= 1
         assert hits in (probes_failed, probes_failed + 1), (hits, probes_failed)
-        assert fake.stats()["max_in_flight_by_key"].get(bad[-8:], 0) == 1, "never two probes at once"
+        assert fake.stats()["max_in_flight_by_key"].get(bad[-8:], 0) == 1, (
+            "never two probes at once"
+        )
         assert set(codes) == {200}, "the healthy key served every request"
         fake.clear_faults()
         asyncio.run(clients(2.0))
@@ -117,7 +139,9 @@ def test_breaker_admits_one_probe_per_open_interval_across_replicas(
 def test_a_killed_replica_releases_its_lease_within_the_lease_ttl(
     logs: Path, fake: FakeControl, fake_proc: Proc, redis_url: str, prefix: dict[str, str]
 ) -> None:
-    config = make_config(fake_proc.url, keys=1, key_extra=", max_concurrency: 1", routing="  lease_ttl_s: 2\n")
+    config = make_config(
+        fake_proc.url, keys=1, key_extra=", max_concurrency: 1", routing="  lease_ttl_s: 2\n"
+    )
     victim = start_gateway(logs, config, redis_url=redis_url, env=prefix)
     survivor = start_gateway(logs, config, redis_url=redis_url, env=prefix)
     r = redis.Redis.from_url(redis_url, decode_responses=True)
@@ -127,18 +151,19 @@ def test_a_killed_replica_releases_its_lease_within_the_lease_ttl(
         with httpx.Client(timeout=30, headers={"authorization": "Bearer sk-client-a"}) as http:
 
             async def doomed() -> None:
-                async with httpx.AsyncClient(timeout=30, headers={"authorization": "Bearer sk-client-a"}) as c:
-                    try:
+                async with httpx.AsyncClient(
+                    timeout=30, headers={"authorization": "Bearer sk-client-a"}
+                ) as c:
+                    with contextlib.suppress(httpx.HTTPError):
                         await c.post(f"{victim.url}/v1/chat/completions", json=CHAT)
-                    except httpx.HTTPError:
-                        pass
 
             async def kill_mid_request() -> None:
                 task = asyncio.create_task(doomed())
                 deadline = time.monotonic() + 10
                 # wait until the request holds its lease AND is hanging at the upstream
                 while time.monotonic() < deadline and not (
-                    r.hget(state_key, "infl") == "1" and sum(fake.stats()["in_flight_by_key"].values()) == 1
+                    r.hget(state_key, "infl") == "1"
+                    and sum(fake.stats()["in_flight_by_key"].values()) == 1
                 ):
                     await asyncio.sleep(0.05)
                 victim.kill()  # kill -9 between acquire and settle
