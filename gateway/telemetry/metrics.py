@@ -124,7 +124,7 @@ class Metrics:
             ("route", "status"), registry=r,
         )  # fmt: skip
         self.proxy_requests_total = Counter(
-            "proxy_requests", "Requests answered (the predecessor's name for keyway_requests_total).",
+            "proxy_requests", "Requests answered (keyway_requests_total by its former name).",
             ("method", "endpoint", "status"), registry=r,
         )  # fmt: skip
         self.request_seconds = Histogram(

@@ -211,7 +211,8 @@ WORKER = textwrap.dedent(
     import os, sys
     from gateway.telemetry.metrics import get_metrics, worker_exit
     m = get_metrics()
-    n, cooling, degraded, leave = int(sys.argv[1]), sys.argv[2] == "1", sys.argv[3] == "1", sys.argv[4] == "1"
+    n = int(sys.argv[1])
+    cooling, degraded, leave = (flag == "1" for flag in sys.argv[2:5])
     for _ in range(n):
         m.request_done("/v1/chat/completions", 200, 0.2)
         m.upstream_attempt("openai", "oa-1", "ok")
