@@ -1,0 +1,365 @@
+"""The scenarios of a run, each measured through Keyway and sent directly to the fake provider.
+
+A measured run is: an optional wrk warm-up, counters read (CPU of the serving processes, Redis
+INFO), the load, a short pause for the background settles, counters read again. The direct
+run of a pair goes to the same fake provider with the same body, so the difference between
+the two is what Keyway adds on this machine, in this run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import redis
+
+from loadtests.meters import cpu_seconds, read_redis_counters, rss_bytes, tree
+from loadtests.profile import hot_spots
+from loadtests.results import (
+    HotSpot,
+    KeyCount,
+    LoadPoint,
+    LoadRun,
+    Overload,
+    RedisUse,
+    ReplicaMemory,
+    Report,
+    SampledResponse,
+    StreamPoint,
+    StreamRun,
+    latency_of,
+)
+from loadtests.stack import Pinning, Proc
+from loadtests.streams import run, run_streams, sample_responses
+from loadtests.topology import CLIENT_KEY, DIRECT_KEY, DIRECT_MODEL, Aliases, Topology
+from loadtests.wrk import run_wrk
+
+__all__ = ["Bench", "Options"]
+
+CHAT_PATH = "/v1/chat/completions"
+SETTLE_PAUSE_S = 0.3
+"""Settles run after the response; wait for them before reading the counters again."""
+OVERLOAD_WINDOW_S = 60.0
+_MIB = 1024 * 1024
+_stats_decoder = msgspec.json.Decoder(dict[str, object])
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    smoke: bool
+    duration_s: int
+    connections: tuple[int, ...]
+    warmup_s: int
+    overload_sample: int = 20
+    profile_s: int = 0
+
+
+class Bench:
+    """Runs the scenarios against a started topology and fills a report."""
+
+    def __init__(
+        self, opts: Options, topo: Topology, pinning: Pinning, log: Callable[[str], None]
+    ) -> None:
+        self.opts = opts
+        self.topo = topo
+        self.pinning = pinning
+        self.log = log
+        self.redis = redis.Redis.from_url(topo.redis_url)
+        self._rss_start = [self._replica_rss(r) for r in topo.replicas]
+
+    # -- one measured run ------------------------------------------------------------------
+
+    def _endpoint(self, target: str, fake: Proc, alias: str) -> tuple[str, str, str]:
+        if target == "keyway":
+            return self.topo.front.url + CHAT_PATH, CLIENT_KEY, alias
+        return fake.url + CHAT_PATH, DIRECT_KEY, DIRECT_MODEL
+
+    def _server_pids(self, target: str, fake: Proc) -> list[int]:
+        return self.topo.gateway_pids() if target == "keyway" else tree(fake.pid)
+
+    def load(
+        self,
+        target: str,
+        fake: Proc,
+        alias: str,
+        connections: int,
+        *,
+        scenario: str = "chat",
+        warmup: bool = True,
+        duration_s: int | None = None,
+    ) -> LoadRun:
+        url, auth, model = self._endpoint(target, fake, alias)
+        env = {"KW_AUTH": auth, "KW_MODEL": model}
+        wrk_args = {
+            "scenario": scenario,
+            "env": env,
+            "connections": connections,
+            "cpus": self.pinning.load,
+        }
+        if warmup and self.opts.warmup_s > 0:
+            run_wrk(url, duration_s=self.opts.warmup_s, **wrk_args)  # type: ignore[arg-type]
+        pids = self._server_pids(target, fake)
+        cpu_before = cpu_seconds(pids)
+        wall_before = time.monotonic()
+        redis_before = read_redis_counters(self.redis) if target == "keyway" else None
+        out = run_wrk(url, duration_s=duration_s or self.opts.duration_s, **wrk_args)  # type: ignore[arg-type]
+        time.sleep(SETTLE_PAUSE_S)
+        cpu = cpu_seconds(pids) - cpu_before
+        wall = time.monotonic() - wall_before
+        served = max(1, out.requests)
+        use = None
+        if redis_before is not None:
+            spent = (read_redis_counters(self.redis) - redis_before).without_probe()
+            use = RedisUse(
+                evalsha_per_request=spent.evalsha_calls / served,
+                commands_per_request=spent.commands / served,
+                reads_per_request=spent.reads / served,
+                cpu_us_per_request=spent.cpu_s * 1e6 / served,
+                commands_by_name=spent.top_commands(served),
+            )
+        result = LoadRun(
+            target=target,
+            connections=connections,
+            requests=out.requests,
+            duration_s=out.duration_s,
+            rps=out.rps,
+            latency=out.latency,
+            socket_errors=out.socket_errors,
+            non_2xx=out.non_2xx,
+            statuses=out.statuses,
+            retry_after_missing=out.retry_after_missing,
+            server_cpu_us_per_request=cpu * 1e6 / served,
+            server_cpu_pct=100 * cpu / wall,
+            redis=use,
+        )
+        self.log(
+            f"  {target:6} c={connections:<3} {result.rps:8.0f} req/s  p50 "
+            f"{result.latency.p50_ms:7.2f} ms  p99 {result.latency.p99_ms:7.2f} ms  "
+            f"non-2xx {result.non_2xx}  errors {result.socket_errors}"
+        )
+        return result
+
+    def streams(self, target: str, concurrency: int) -> StreamRun:
+        fake = self.topo.instant
+        url, auth, model = self._endpoint(target, fake, Aliases.INSTANT)
+        if self.opts.warmup_s > 0:
+            run(run_streams(url, auth, model, concurrency=concurrency, duration_s=1.0))
+        pids = self._server_pids(target, fake)
+        cpu_before = cpu_seconds(pids)
+        samples, elapsed = run(
+            run_streams(url, auth, model, concurrency=concurrency, duration_s=self.opts.duration_s)
+        )
+        time.sleep(SETTLE_PAUSE_S)
+        cpu = cpu_seconds(pids) - cpu_before
+        good = [s for s in samples if s.ok]
+        result = StreamRun(
+            target=target,
+            concurrency=concurrency,
+            streams=len(good),
+            errors=len(samples) - len(good),
+            duration_s=elapsed,
+            streams_per_s=len(good) / elapsed,
+            chunks_per_s=sum(s.chunks for s in good) / elapsed,
+            ttft=latency_of([s.ttft_s for s in good]),
+            total=latency_of([s.total_s for s in good]),
+            server_cpu_us_per_stream=cpu * 1e6 / max(1, len(samples)),
+        )
+        self.log(
+            f"  {target:6} c={concurrency:<3} {result.streams_per_s:8.0f} streams/s  TTFT p50 "
+            f"{result.ttft.p50_ms:7.2f} ms  p99 {result.ttft.p99_ms:7.2f} ms  errors {result.errors}"
+        )
+        return result
+
+    # -- scenarios --------------------------------------------------------------------------
+
+    def chat(self, scenario: str, fake: Proc, alias: str, upstream_ms: float) -> list[LoadPoint]:
+        points = []
+        for c in self.opts.connections:
+            self.log(f"{scenario}, {c} connection(s)")
+            direct = self.load("direct", fake, alias, c)
+            keyway = self.load("keyway", fake, alias, c)
+            points.append(
+                LoadPoint(
+                    scenario=scenario,
+                    upstream_latency_ms=upstream_ms,
+                    connections=c,
+                    workers=len(self.topo.replicas) * self.topo.workers,
+                    keyway=keyway,
+                    direct=direct,
+                )
+            )
+        return points
+
+    def stream_points(self) -> list[StreamPoint]:
+        points = []
+        for c in self.opts.connections:
+            self.log(f"streaming, {c} concurrent stream(s)")
+            direct = self.streams("direct", c)
+            keyway = self.streams("keyway", c)
+            points.append(StreamPoint(concurrency=c, keyway=keyway, direct=direct))
+        return points
+
+    def overload(self) -> Overload:
+        """The tight pool under the largest connection count, for less than its window."""
+        fake = self.topo.instant
+        connections = max(self.opts.connections)
+        duration = min(self.opts.duration_s, int(OVERLOAD_WINDOW_S) - 10)
+        self.log(f"overload, {connections} connection(s)")
+        _post(fake.url + "/_fake/reset")
+        keyway = self.load(
+            "keyway",
+            fake,
+            Aliases.OVERLOAD,
+            connections,
+            scenario="overload",
+            warmup=False,
+            duration_s=duration,
+        )
+        url, auth, model = self._endpoint("keyway", fake, Aliases.OVERLOAD)
+        sample = run(sample_responses(url, auth, model, self.opts.overload_sample))
+        stats = _stats_decoder.decode(_get(fake.url + "/_fake/stats"))
+        by_key = stats.get("requests_by_key")
+        counts = by_key if isinstance(by_key, dict) else {}
+        keys = [
+            KeyCount(key_id=k.id, limit=k.rpm or 0, requests=int(counts.get(k.masked, 0)))
+            for k in self.topo.overload_keys
+        ]
+        direct = self.load(
+            "direct",
+            fake,
+            Aliases.OVERLOAD,
+            connections,
+            scenario="overload",
+            warmup=False,
+            duration_s=duration,
+        )
+        return Overload(
+            keys=keys,
+            window_s=OVERLOAD_WINDOW_S,
+            keyway=keyway,
+            direct=direct,
+            sample=[SampledResponse(status=s, retry_after=r) for s, r in sample],
+        )
+
+    def memory(self) -> list[ReplicaMemory]:
+        found = []
+        for i, replica in enumerate(self.topo.replicas):
+            workers = tree(replica.pid)[1:]
+            found.append(
+                ReplicaMemory(
+                    replica=i,
+                    rss_start_mib=self._rss_start[i] / _MIB,
+                    rss_end_mib=self._replica_rss(replica) / _MIB,
+                    worker_rss_end_mib=[rss_bytes(w) / _MIB for w in workers],
+                )
+            )
+        return found
+
+    def profile(self, out_dir: Path) -> list[HotSpot]:
+        """py-spy on replica 0 under the instant scenario at the largest connection count.
+
+        A separate pass: sampling slows the worker, so none of the measured figures comes from it.
+        """
+        binary = shutil.which("py-spy")
+        if binary is None:
+            self.log("py-spy is not installed (pip install py-spy): no profile")
+            return []
+        seconds = self.opts.profile_s
+        raw = out_dir / "profile.txt"
+        argv = [
+            *self.pinning.prefix(self.pinning.load),
+            binary,
+            "record",
+            "--pid",
+            str(self.topo.replicas[0].pid),
+            "--subprocesses",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--rate",
+            "100",
+            "--duration",
+            str(seconds),
+            "-o",
+            str(raw),
+        ]
+        self.log(f"profiling replica 0 for {seconds} s (py-spy)")
+        with open(out_dir / "py-spy.log", "wb") as log:
+            spy = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                time.sleep(1.0)
+                self.load(
+                    "keyway",
+                    self.topo.instant,
+                    Aliases.INSTANT,
+                    max(self.opts.connections),
+                    warmup=False,
+                    duration_s=seconds,
+                )
+                spy.wait(timeout=seconds + 30)
+            finally:
+                if spy.poll() is None:
+                    spy.kill()
+                    spy.wait()
+        if not raw.exists():
+            self.log(f"py-spy wrote no profile (see {out_dir / 'py-spy.log'})")
+            return []
+        return hot_spots(raw.read_text())
+
+    def run_into(self, report: Report, out_dir: Path) -> None:
+        """Every scenario, in order; one that raises is recorded and the others still run."""
+        topo = self.topo
+        steps: list[tuple[str, Callable[[], None]]] = [
+            (
+                "chat-0ms",
+                lambda: report.chat.extend(
+                    self.chat("chat-0ms", topo.instant, Aliases.INSTANT, 0.0)
+                ),
+            ),
+            (
+                "chat-50ms",
+                lambda: report.chat.extend(self.chat("chat-50ms", topo.slow, Aliases.SLOW, 50.0)),
+            ),
+            ("streaming", lambda: report.streams.extend(self.stream_points())),
+            ("overload", lambda: setattr(report, "overload", self.overload())),
+        ]
+        for name, step in steps:
+            try:
+                step()
+            except Exception as exc:
+                report.failures.append(f"{name}: {type(exc).__name__}: {exc}")
+                self.log(f"{name} FAILED: {exc}")
+            for proc in [topo.redis, topo.instant, topo.slow, *topo.replicas]:
+                if proc.popen.poll() is not None:
+                    report.failures.append(f"{proc.name} exited during {name}:\n{proc.log_tail()}")
+                    return
+        report.memory = self.memory()
+        if self.opts.profile_s > 0:
+            try:
+                report.profile = self.profile(out_dir)
+            except Exception as exc:
+                self.log(f"profile failed: {exc}")
+
+    @staticmethod
+    def _replica_rss(replica: Proc) -> int:
+        return sum(rss_bytes(pid) for pid in tree(replica.pid))
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        body: bytes = r.read()
+    return body
+
+
+def _post(url: str) -> None:
+    req = urllib.request.Request(
+        url, data=b"{}", method="POST", headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=5) as r:
+        r.read()

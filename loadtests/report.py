@@ -1,0 +1,362 @@
+"""Writes a run's report: ``results.json``, ``results.md`` (Markdown tables) and ``latency.png``.
+
+The Markdown is what loadtests/README.md pastes; every figure in it comes from the Report
+struct, which is also what ``results.json`` holds (read it back with `load_report`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import msgspec
+
+from loadtests.results import LoadPoint, Overload, Report, StreamPoint, target_figures
+
+__all__ = ["PlotUnavailable", "load_report", "plot_latency", "render_markdown", "write_report"]
+
+_decoder = msgspec.json.Decoder(Report)
+
+
+class PlotUnavailable(RuntimeError):
+    """matplotlib is not installed, so latency.png cannot be drawn."""
+
+
+def _table(header: Sequence[str], align: str, rows: Iterable[Sequence[str]]) -> list[str]:
+    """A Markdown table; `align` has one letter per column, l or r."""
+    marks = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(marks) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.2f}"
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _chat_rows(points: Sequence[LoadPoint]) -> list[list[str]]:
+    rows = []
+    for p in points:
+        k, d = p.keyway, p.direct
+        rows.append(
+            [
+                f"{p.upstream_latency_ms:g} ms",
+                str(p.connections),
+                _num(k.rps),
+                _num(p.rps_per_worker),
+                _num(d.rps),
+                f"{_ms(k.latency.p50_ms)} / {_ms(k.latency.p90_ms)} / {_ms(k.latency.p99_ms)}",
+                f"{_ms(d.latency.p50_ms)} / {_ms(d.latency.p90_ms)} / {_ms(d.latency.p99_ms)}",
+                _signed(p.added_p50_ms),
+                _signed(p.added_p99_ms),
+                f"{k.non_2xx + k.socket_errors} / {d.non_2xx + d.socket_errors}",
+            ]
+        )
+    return rows
+
+
+def _cost_rows(points: Sequence[LoadPoint]) -> list[list[str]]:
+    rows = []
+    for p in points:
+        r = p.keyway.redis
+        rows.append(
+            [
+                f"{p.upstream_latency_ms:g} ms",
+                str(p.connections),
+                _num(p.keyway.server_cpu_us_per_request),
+                _num(p.keyway.server_cpu_pct),
+                _num(p.keyway.cpu_bound_rps),
+                _num(p.direct.server_cpu_us_per_request),
+                _num(r.evalsha_per_request if r else None, 2),
+                _num(r.reads_per_request if r else None, 2),
+                _num(r.commands_per_request if r else None, 1),
+                _num(r.cpu_us_per_request if r else None),
+            ]
+        )
+    return rows
+
+
+def _command_lines(points: Sequence[LoadPoint]) -> list[str]:
+    """Which Redis commands make up the per-request count, at the busiest instant-upstream point."""
+    busiest = max(
+        (p for p in points if p.keyway.redis is not None and p.keyway.redis.commands_by_name),
+        key=lambda p: (p.upstream_latency_ms == 0, p.connections),
+        default=None,
+    )
+    if busiest is None or busiest.keyway.redis is None:
+        return []
+    names = ", ".join(f"{n} {v:.1f}" for n, v in busiest.keyway.redis.commands_by_name.items())
+    return [
+        f"Redis commands per request by name ({busiest.scenario}, {busiest.connections} "
+        f"connections; those run inside scripts included): {names}."
+    ]
+
+
+def _stream_rows(points: Sequence[StreamPoint]) -> list[list[str]]:
+    rows = []
+    for s in points:
+        k, d = s.keyway, s.direct
+        rows.append(
+            [
+                str(s.concurrency),
+                _num(k.streams_per_s),
+                _num(d.streams_per_s),
+                _num(k.chunks_per_s),
+                _num(d.chunks_per_s),
+                f"{_ms(k.ttft.p50_ms)} / {_ms(k.ttft.p99_ms)}",
+                f"{_ms(d.ttft.p50_ms)} / {_ms(d.ttft.p99_ms)}",
+                _signed(s.added_ttft_p50_ms),
+                _signed(s.added_ttft_p99_ms),
+                f"{_ms(k.total.p50_ms)} / {_ms(d.total.p50_ms)}",
+                _num(k.server_cpu_us_per_stream),
+                f"{k.errors} / {d.errors}",
+            ]
+        )
+    return rows
+
+
+def _overload_lines(o: Overload) -> list[str]:
+    k = o.keyway
+    statuses = ", ".join(f"{n:,} x {s}" for s, n in sorted(k.statuses.items())) or "none"
+    retry_values = sorted({r.retry_after or "MISSING" for r in o.sample if r.status == 429})
+    lines = [
+        f"{len(o.keys)} keys, {o.keys[0].limit if o.keys else 0} rpm each (capacity "
+        f"{o.capacity} requests per {o.window_s:g} s window), {k.connections} connections for "
+        f"{k.duration_s:.1f} s.",
+        "",
+        f"- Keyway: {k.rps:,.0f} req/s; responses: {statuses}; p50 {_ms(k.latency.p50_ms)} ms, "
+        f"p99 {_ms(k.latency.p99_ms)} ms; 429s without Retry-After: {k.retry_after_missing}.",
+        f"- Direct (same load, no limits): {o.direct.rps:,.0f} req/s, p50 "
+        f"{_ms(o.direct.latency.p50_ms)} ms, p99 {_ms(o.direct.latency.p99_ms)} ms.",
+        f"- Sampled after the run with the asyncio client: {len(o.sample)} responses, statuses "
+        f"{sorted({r.status for r in o.sample})}, Retry-After values {retry_values}.",
+        "",
+    ]
+    lines += _table(
+        ["upstream key", "limit (rpm)", "requests it received", "within limit"],
+        "lrrl",
+        (
+            [c.key_id, str(c.limit), str(c.requests), "yes" if c.requests <= c.limit else "**NO**"]
+            for c in o.keys
+        ),
+    )
+    return lines
+
+
+def render_markdown(report: Report) -> str:
+    """The whole report as Markdown."""
+    info = report.info
+    lines = [
+        "# Keyway load test"
+        + (" (smoke run: checks only, timings meaningless)" if info.smoke else ""),
+        "",
+        f"- date: {info.date}; command: `{info.command}`",
+        f"- machine: {info.cpu}, {info.cpus} CPUs; {info.pinning}",
+        f"- Keyway: {info.replicas} replica(s) x {info.workers_per_replica} worker(s)"
+        + (", behind haproxy" if info.haproxy else ", no load balancer"),
+        f"- {info.duration_s:g} s per measured run; python {info.python}; "
+        + ", ".join(f"{k} {v}" for k, v in sorted(info.versions.items())),
+        f"- load average at start / end: {', '.join(f'{x:.2f}' for x in info.load_avg_start)}"
+        f" / {', '.join(f'{x:.2f}' for x in info.load_avg_end)}",
+        "",
+    ]
+    figures = report.targets or target_figures(report)
+    if figures:
+        lines += ["## Against the targets", ""]
+        lines += _table(
+            ["target", "measured", "met"],
+            "lrl",
+            ([f.target, f.measured, "yes" if f.met else "no"] for f in figures),
+        )
+        lines.append("")
+    if report.chat:
+        lines += ["## Non-streaming chat completions (wrk)", ""]
+        lines += _table(
+            [
+                "upstream",
+                "conns",
+                "Keyway req/s",
+                "per worker",
+                "direct req/s",
+                "Keyway p50 / p90 / p99 ms",
+                "direct p50 / p90 / p99 ms",
+                "added p50 ms",
+                "added p99 ms",
+                "errors K / D",
+            ],
+            "lrrrrrrrrr",
+            _chat_rows(report.chat),
+        )
+        lines += ["", "Cost per request (Keyway runs; direct CPU is the fake provider's):", ""]
+        lines += _table(
+            [
+                "upstream",
+                "conns",
+                "Keyway CPU µs/req",
+                "Keyway CPU use %",
+                "CPU-bound req/s per core",
+                "direct CPU µs/req",
+                "EVALSHA/req",
+                "Redis reads/req",
+                "Redis commands/req",
+                "Redis CPU µs/req",
+            ],
+            "lrrrrrrrrr",
+            _cost_rows(report.chat),
+        )
+        lines += ["", *_command_lines(report.chat), ""]
+    if report.streams:
+        lines += ["## Streaming chat completions (asyncio client)", ""]
+        lines += _table(
+            [
+                "streams at once",
+                "Keyway streams/s",
+                "direct streams/s",
+                "Keyway chunks/s",
+                "direct chunks/s",
+                "Keyway TTFT p50 / p99 ms",
+                "direct TTFT p50 / p99 ms",
+                "added TTFT p50 ms",
+                "added TTFT p99 ms",
+                "stream p50 ms K / D",
+                "Keyway CPU µs/stream",
+                "errors K / D",
+            ],
+            "rrrrrrrrrrrr",
+            _stream_rows(report.streams),
+        )
+        lines.append("")
+    if report.overload is not None:
+        lines += ["## Overload: a pool of tight keys", "", *_overload_lines(report.overload), ""]
+    if report.memory:
+        lines += ["## Memory", ""]
+        lines += _table(
+            ["replica", "RSS after start-up MiB", "RSS after the runs MiB", "workers MiB"],
+            "rrrl",
+            (
+                [
+                    str(m.replica),
+                    f"{m.rss_start_mib:.1f}",
+                    f"{m.rss_end_mib:.1f}",
+                    ", ".join(f"{w:.1f}" for w in m.worker_rss_end_mib),
+                ]
+                for m in report.memory
+            ),
+        )
+        lines.append("")
+    if report.profile:
+        lines += ["## Profile of a Keyway worker (py-spy, separate pass)", ""]
+        lines += _table(
+            ["function", "self %", "total %"],
+            "lrr",
+            (
+                [h.function.replace("|", "\\|"), f"{h.self_pct:.1f}", f"{h.total_pct:.1f}"]
+                for h in report.profile
+            ),
+        )
+        lines.append("")
+    lines += ["## Checks", ""]
+    lines += [f"- FAILED: {f}" for f in report.failures]
+    lines += [f"- {'ok' if c.ok else 'FAILED'}: {c.name} ({c.detail})" for c in report.checks]
+    return "\n".join(lines) + "\n"
+
+
+def plot_latency(report: Report, path: Path) -> None:
+    """Latency percentiles against concurrency, Keyway and direct, one panel per scenario."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise PlotUnavailable("matplotlib is not installed (pip install matplotlib)") from exc
+    panels: list[tuple[str, list[tuple[int, float, float, float, float]]]] = []
+    for scenario in dict.fromkeys(p.scenario for p in report.chat):
+        points = [p for p in report.chat if p.scenario == scenario]
+        panels.append(
+            (
+                f"{scenario} (wrk)",
+                [
+                    (
+                        p.connections,
+                        p.keyway.latency.p50_ms,
+                        p.keyway.latency.p99_ms,
+                        p.direct.latency.p50_ms,
+                        p.direct.latency.p99_ms,
+                    )
+                    for p in points
+                ],
+            )
+        )
+    if report.streams:
+        panels.append(
+            (
+                "streaming: time to first token",
+                [
+                    (
+                        s.concurrency,
+                        s.keyway.ttft.p50_ms,
+                        s.keyway.ttft.p99_ms,
+                        s.direct.ttft.p50_ms,
+                        s.direct.ttft.p99_ms,
+                    )
+                    for s in report.streams
+                ],
+            )
+        )
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5 * max(1, len(panels)), 4))
+    for ax, (title, rows) in zip([axes] if len(panels) <= 1 else axes, panels, strict=False):
+        xs = [r[0] for r in rows]
+        for column, label, style in (
+            (1, "Keyway p50", "C0-o"),
+            (2, "Keyway p99", "C0--o"),
+            (3, "direct p50", "C1-s"),
+            (4, "direct p99", "C1--s"),
+        ):
+            ax.plot(xs, [r[column] for r in rows], style, label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.set_yscale("log")
+        ax.set_xlabel("concurrent connections")
+        ax.set_ylabel("latency (ms)")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(
+        f"Keyway vs direct, {report.info.replicas}x{report.info.workers_per_replica} "
+        f"worker(s), {report.info.date}"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(report: Report, out_dir: Path, *, png_required: bool) -> list[Path]:
+    """Write the three files; without matplotlib, fail unless `png_required` is False."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "results.json"
+    json_path.write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n")
+    md_path = out_dir / "results.md"
+    md_path.write_text(render_markdown(report))
+    written = [json_path, md_path]
+    png_path = out_dir / "latency.png"
+    try:
+        plot_latency(report, png_path)
+        written.append(png_path)
+    except PlotUnavailable:
+        if png_required:
+            raise
+    return written
+
+
+def load_report(path: Path) -> Report:
+    """A results.json read back."""
+    return _decoder.decode(path.read_bytes())

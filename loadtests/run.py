@@ -1,0 +1,222 @@
+"""One command for the load test: start everything, run the scenarios, write the report.
+
+    python loadtests/run.py [--smoke] [--out DIR] [--replicas N] [--haproxy] [--workers W]
+                            [--duration S] [--connections 1,32] [--profile S] [--no-pin]
+
+Starts its own redis-server, two fake providers (0 ms and 50 ms), N Keyway replicas (and
+haproxy in front with --haproxy or N > 1), runs every scenario through Keyway and directly
+against the fake provider, and writes results.json, results.md and latency.png to --out
+(default loadtests/results/<timestamp>/). Exits 1 if a check failed (non-2xx where none is
+expected, a key over its limit, a 429 without Retry-After, a missing report file), 2 if the
+stack did not start, 130 on Ctrl-C; every process it started is stopped in every case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shlex
+import signal
+import sys
+from importlib import metadata
+from pathlib import Path
+from types import FrameType
+
+import msgspec
+
+if __package__ in (None, ""):
+    # run as a script: make the repository importable as it is for `python -m loadtests.run`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import contextlib
+
+from loadtests.bench import Bench, Options
+from loadtests.report import PlotUnavailable, load_report, write_report
+from loadtests.results import Report, RunInfo, checks, target_figures
+from loadtests.stack import ROOT, Pinning, Stack, StartupError
+from loadtests.topology import overload_pool, start_topology
+
+__all__ = ["main", "parse_args"]
+
+_PACKAGES = ("granian", "litestar", "msgspec", "redis", "hiredis", "aiohttp", "uvloop")
+
+
+def _connections(text: str) -> tuple[int, ...]:
+    values = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("a comma-separated list of positive integers")
+    return values
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python loadtests/run.py", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="short CI run (2 s points, 1 and 4 connections): checks, not timings",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="report directory (default loadtests/results/<timestamp>)"
+    )
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="Granian workers per replica")
+    parser.add_argument(
+        "--haproxy", action="store_true", help="put haproxy in front of the replicas"
+    )
+    parser.add_argument(
+        "--duration", type=int, help="seconds per measured run (default 10, smoke 2)"
+    )
+    parser.add_argument(
+        "--connections", type=_connections, help="concurrency levels (default 1,32; smoke 1,4)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, help="seconds of warm-up per run (default 1, smoke 0)"
+    )
+    parser.add_argument("--stream-chunks", type=int, default=20, help="content chunks per stream")
+    parser.add_argument("--overload-keys", type=int, default=4)
+    parser.add_argument(
+        "--overload-rpm", type=int, help="rpm of each overload key (default 60, smoke 5)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="S",
+        help="after the runs, py-spy a worker for S seconds under load",
+    )
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    args = parser.parse_args(argv)
+    if args.replicas < 1 or args.workers < 1:
+        parser.error("--replicas and --workers must be >= 1")
+    return args
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in _PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[name] = metadata.version(name)
+    return found
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _verify(paths: list[Path]) -> list[str]:
+    """What is wrong with the written files (they exist, results.json parses, numbers are numbers)."""
+    problems = []
+    for path in paths:
+        if not path.exists() or path.stat().st_size == 0:
+            problems.append(f"{path} is missing or empty")
+    json_path = next((p for p in paths if p.name == "results.json"), None)
+    if json_path is not None and json_path.exists():
+        try:
+            load_report(json_path)
+        except Exception as exc:
+            problems.append(f"{json_path} does not parse: {exc}")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    smoke = args.smoke
+    opts = Options(
+        smoke=smoke,
+        duration_s=args.duration or (2 if smoke else 10),
+        connections=args.connections or ((1, 4) if smoke else (1, 32)),
+        warmup_s=args.warmup if args.warmup is not None else (0 if smoke else 1),
+        overload_sample=5 if smoke else 20,
+        profile_s=args.profile,
+    )
+    now = dt.datetime.now(dt.UTC)
+    out: Path = args.out or ROOT / "loadtests" / "results" / now.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    haproxy = args.haproxy or args.replicas > 1
+    pinning = Pinning.for_machine(not args.no_pin)
+    pinning.pin_self()
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)  # also when started in the background (SIG_IGN)
+    report = Report(
+        info=RunInfo(
+            date=now.strftime("%Y-%m-%d %H:%M UTC"),
+            command="python "
+            + shlex.join(["loadtests/run.py", *(sys.argv[1:] if argv is None else argv)]),
+            smoke=smoke,
+            cpu=_cpu_model(),
+            cpus=os.cpu_count() or 1,
+            pinning=pinning.describe(),
+            python=platform.python_version(),
+            versions=_versions(),
+            load_avg_start=list(os.getloadavg()),
+            replicas=args.replicas,
+            workers_per_replica=args.workers,
+            haproxy=haproxy,
+            duration_s=opts.duration_s,
+            connections=list(opts.connections),
+            stream_chunks=args.stream_chunks,
+        )
+    )
+    _log(f"load test: {out} ({pinning.describe()})")
+    try:
+        with Stack(out / "logs", pinning) as stack:
+            topo = start_topology(
+                stack,
+                replicas=args.replicas,
+                workers=args.workers,
+                haproxy=haproxy,
+                stream_chunks=args.stream_chunks,
+                overload_keys=overload_pool(
+                    args.overload_keys, args.overload_rpm or (5 if smoke else 60)
+                ),
+            )
+            Bench(opts, topo, pinning, _log).run_into(report, out)
+            _log("stopping the processes")
+    except KeyboardInterrupt:
+        _log("interrupted: every process started was stopped; no report written")
+        return 130
+    except StartupError as exc:
+        _log(f"the stack did not start: {exc}\n(logs in {out / 'logs'})")
+        return 2
+    report.info = msgspec.structs.replace(report.info, load_avg_end=list(os.getloadavg()))
+    report.targets = target_figures(report)
+    report.checks = checks(report)
+    try:
+        written = write_report(report, out, png_required=not smoke)
+    except PlotUnavailable as exc:
+        _log(f"cannot draw latency.png: {exc}")
+        return 1
+    if len(written) < 3:
+        _log("smoke run: matplotlib is not installed, so no latency.png was drawn")
+    problems = _verify(written)
+    for problem in problems:
+        _log(f"report: {problem}")
+    for failure in report.failures:
+        _log(f"FAILED: {failure}")
+    for check in report.checks:
+        if not check.ok:
+            _log(f"FAILED: {check.name} ({check.detail})")
+    _log(f"report: {out / 'results.md'}")
+    return 0 if report.ok and not problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
