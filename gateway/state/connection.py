@@ -6,6 +6,7 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
@@ -13,6 +14,19 @@ from redis.asyncio.sentinel import Sentinel
 __all__ = ["RedisHandle", "open_redis"]
 
 log = logging.getLogger("keyway.state")
+
+
+class HiredisPackedConnection(aioredis.Connection):
+    """Packs commands with hiredis's C serializer instead of redis-py's pure-Python one.
+
+    Measured here: redis-py's asyncio `pack_command` cost ~100 µs per script call with ~20
+    arguments, more than Redis spends running the script.
+    """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if isinstance(args[0], str) and " " in args[0]:  # "SCRIPT LOAD" -> two words
+            args = (*args[0].split(), *args[1:])
+        return [hiredis.pack_command(args)]
 
 
 class RedisHandle:
@@ -60,6 +74,11 @@ def open_redis(
         master = sentinel.master_for(service, password=parts.password, **common)
         return RedisHandle(master, cluster=False, embedded=False, description=f"sentinel {safe}")
     # a bounded pool that waits for a free connection rather than failing under bursts
-    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, **common)
+    extra: dict[str, Any] = {}
+    if parts.scheme == "redis":
+        extra["connection_class"] = HiredisPackedConnection
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, **common, **extra
+    )
     client = aioredis.Redis(connection_pool=pool)
     return RedisHandle(client, cluster=False, embedded=False, description=f"standalone {safe}")

@@ -31,6 +31,7 @@ from gateway.state.scripts import (
     CLIENT_ADMIT,
     CLIENT_SETTLE,
     HEARTBEAT,
+    PAIRS,
     SETTLE,
     LuaScript,
 )
@@ -158,6 +159,8 @@ class SharedState:
         try:
             if len(calls) == 1:
                 result = [await self._one(calls[0])]
+            elif len(calls) == 2 and not self.handle.cluster and self._pairable(calls):
+                result = list(await self._one(self._paired(calls[0], calls[1])))
             elif self.handle.cluster:
                 result = list(await asyncio.gather(*(self._one(c) for c in calls)))
             else:
@@ -173,6 +176,17 @@ class SharedState:
             raise StateError(str(exc)) from exc
         self.guard.succeeded()
         return result
+
+    @staticmethod
+    def _pairable(calls: Sequence[ScriptCall]) -> bool:
+        return (calls[0].script.name, calls[1].script.name) in PAIRS
+
+    @staticmethod
+    def _paired(first: ScriptCall, second: ScriptCall) -> ScriptCall:
+        """Two calls as one EVALSHA of their generated pair (see scripts.pair)."""
+        script = PAIRS[(first.script.name, second.script.name)]
+        args = (len(first.args), *first.args, *second.args)
+        return ScriptCall(script, (first.keys[0], second.keys[0]), args)
 
     async def _pipelined(self, calls: Sequence[ScriptCall]) -> list[Any]:
         for attempt in (1, 2):

@@ -58,7 +58,7 @@ def test_a_429_moves_traffic_away_until_retry_after(
     hot = "sk-fake-test-0001"
     try:
         with httpx.Client(base_url=gw.url, headers={"authorization": "Bearer sk-client-a"}) as http:
-            fake.fault(hot, "429", count=1, retry_after_s=2)
+            fake.fault(hot, "429", count=1, retry_after_s=5)
             # keep sending until the hot key has been hit once (least-utilised picks either)
             for _ in range(10):
                 r = http.post("/v1/chat/completions", json=CHAT)
@@ -68,11 +68,11 @@ def test_a_429_moves_traffic_away_until_retry_after(
             assert r.headers["x-keyway-key"] == "k2"
             assert r.headers["x-keyway-attempts"] == "2"
             cooled_at = time.monotonic()
-            for _ in range(10):
+            for _ in range(6):
                 assert http.post("/v1/chat/completions", json=CHAT).headers["x-keyway-key"] == "k2"
-            assert time.monotonic() - cooled_at < 2, "the check above must run inside the cooldown"
+            assert time.monotonic() - cooled_at < 5, "the check above must run inside the cooldown"
             assert fake.requests_by_key()[hot[-8:]] == 1
-            time.sleep(2.3)  # Retry-After (2 s) plus the cooldown's jitter (at most 10%)
+            time.sleep(max(0.0, 5.6 - (time.monotonic() - cooled_at)))  # Retry-After + 10% jitter
             used = {
                 http.post("/v1/chat/completions", json=CHAT).headers["x-keyway-key"]
                 for _ in range(6)
