@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 from openai import OpenAI
@@ -153,3 +154,72 @@ def test_upstream_5xx_everywhere_is_a_502(client: OpenAI, fake: FakeControl) -> 
         assert info.value.status_code == 502
     finally:
         fake.clear_faults()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"authorization": "Bearer sk-client-a"},
+        {"authorization": "bearer sk-client-a"},
+        {"authorization": "BEARER sk-client-a"},
+        {"authorization": "sk-client-a"},
+        {"x-api-key": "sk-client-a"},
+    ],
+)
+def test_client_key_header_forms(gateway: Proc, headers: dict[str, str]) -> None:
+    r = httpx.get(f"{gateway.url}/v1/models", headers=headers)
+    assert r.status_code == 200, r.text
+
+
+def test_body_above_the_cap_is_413_and_reserves_nothing(gateway: Proc, fake: FakeControl) -> None:
+    big = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "x" * (5 * 1024 * 1024)}],
+    }
+    r = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        json=big,
+        headers={"authorization": "Bearer sk-client-a"},
+    )
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "body_too_large"
+    assert fake.requests_by_key() == {}
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (b"{not json", None),
+        (b"[]", None),
+        (b'{"messages": [{"role": "user", "content": "x"}]}', "model"),
+        (b'{"model": 5, "messages": []}', "model"),
+        (b'{"model": "gpt-4o-mini", "messages": []}', "messages"),
+        (
+            b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
+            "stream",
+        ),
+        (
+            b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "max_tokens": "many"}',
+            "max_tokens",
+        ),
+    ],
+)
+def test_bad_input_is_a_400_in_openai_shape(gateway: Proc, body: bytes, param: str | None) -> None:
+    r = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        content=body,
+        headers={"authorization": "Bearer sk-client-a", "content-type": "application/json"},
+    )
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["message"]
+    if param is not None:
+        assert error["param"] == param
+
+
+def test_wrong_method_is_405_in_openai_shape(gateway: Proc) -> None:
+    r = httpx.get(
+        f"{gateway.url}/v1/chat/completions", headers={"authorization": "Bearer sk-client-a"}
+    )
+    assert r.status_code == 405
+    assert r.json()["error"]["code"] == "method_not_allowed"
