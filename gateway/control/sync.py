@@ -34,6 +34,8 @@ __all__ = ["ConfigSync"]
 log = logging.getLogger("keyway.control")
 
 _TRUE = ("1", "true", "yes", "on")
+_WAKE_S = 1.0
+"""Longest blocking read of the watcher: it notices a stop request at least this often."""
 
 
 class ConfigSync:
@@ -54,6 +56,7 @@ class ConfigSync:
         self.snapshot: Snapshot | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def loaded(self) -> bool:
@@ -71,11 +74,12 @@ class ConfigSync:
         self._task = asyncio.create_task(self._watch(), name="keyway-config-watch")
 
     async def stop(self) -> None:
+        """Stop the watcher; bounded: the loop also checks a flag at least every second."""
+        self._stopping = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task}, timeout=_WAKE_S * 2)
 
     async def drop_file_overrides(self) -> int:
         """--config-overwrite: remove runtime records (and tombstones) of the file's ids."""
@@ -141,7 +145,7 @@ class ConfigSync:
 
     async def _watch(self) -> None:
         delay = 0.1
-        while True:
+        while not self._stopping:
             try:
                 await self._follow()
             except (StateError, RedisError, OSError, ValueError) as exc:
@@ -161,16 +165,19 @@ class ConfigSync:
             if pubsub is not None:
                 await pubsub.subscribe(self.store.channel)
             await self.check()  # anything announced before the subscription took
-            while True:
+            loop = asyncio.get_running_loop()
+            next_poll = loop.time() + self.poll_s
+            while not self._stopping:
+                wait = max(0.0, min(next_poll - loop.time(), _WAKE_S))
                 if pubsub is None:
-                    await asyncio.sleep(self.poll_s)
-                    await self.check()
-                    continue
-                message = await pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=self.poll_s
-                )
+                    await asyncio.sleep(wait)
+                    message = None
+                else:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
                 if message is None:
-                    await self.check()
+                    if loop.time() >= next_poll:
+                        await self.check()
+                        next_poll = loop.time() + self.poll_s
                     continue
                 # a burst of writes: take every queued announcement, then reload once
                 while await pubsub.get_message(ignore_subscribe_messages=True, timeout=0):
