@@ -19,7 +19,13 @@ from pathlib import Path
 import msgspec
 import redis
 
-from loadtests.meters import cpu_seconds, read_redis_counters, rss_bytes, tree
+from loadtests.meters import (
+    cpu_busy_seconds,
+    cpu_seconds,
+    read_redis_counters,
+    rss_bytes,
+    tree,
+)
 from loadtests.profile import hot_spots
 from loadtests.results import (
     HotSpot,
@@ -72,6 +78,7 @@ class Bench:
         self.log = log
         self.redis = redis.Redis.from_url(topo.redis_url)
         self._rss_start = [self._replica_rss(r) for r in topo.replicas]
+        self._gateway_core = None if pinning.gateway is None else int(pinning.gateway)
 
     # -- one measured run ------------------------------------------------------------------
 
@@ -106,11 +113,14 @@ class Bench:
             run_wrk(url, duration_s=self.opts.warmup_s, **wrk_args)  # type: ignore[arg-type]
         pids = self._server_pids(target, fake)
         cpu_before = cpu_seconds(pids)
+        core = self._gateway_core if target == "keyway" else None
+        core_before = cpu_busy_seconds(core) if core is not None else 0.0
         wall_before = time.monotonic()
         redis_before = read_redis_counters(self.redis) if target == "keyway" else None
         out = run_wrk(url, duration_s=duration_s or self.opts.duration_s, **wrk_args)  # type: ignore[arg-type]
         time.sleep(SETTLE_PAUSE_S)
         cpu = cpu_seconds(pids) - cpu_before
+        others = cpu_busy_seconds(core) - core_before - cpu if core is not None else None
         wall = time.monotonic() - wall_before
         served = max(1, out.requests)
         use = None
@@ -136,6 +146,7 @@ class Bench:
             retry_after_missing=out.retry_after_missing,
             server_cpu_us_per_request=cpu * 1e6 / served,
             server_cpu_pct=100 * cpu / wall,
+            others_on_core_pct=None if others is None else max(0.0, 100 * others / wall),
             redis=use,
         )
         self.log(

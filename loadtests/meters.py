@@ -17,6 +17,7 @@ import redis
 
 __all__ = [
     "RedisCounters",
+    "cpu_busy_seconds",
     "cpu_seconds",
     "descendants",
     "read_redis_counters",
@@ -69,6 +70,16 @@ def cpu_seconds(pids: Iterable[int]) -> float:
             # after the command name: state is field 0, utime field 11, stime field 12
             ticks += int(fields[11]) + int(fields[12])
     return ticks / _TICKS_PER_S
+
+
+def cpu_busy_seconds(cpu: int) -> float:
+    """Seconds one CPU has spent on anything but idling, for every process (``/proc/stat``)."""
+    for line in (_PROC / "stat").read_text().splitlines():
+        fields = line.split()
+        if fields and fields[0] == f"cpu{cpu}":
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
+            return (user + nice + system + irq + softirq + steal) / _TICKS_PER_S
+    raise ValueError(f"no cpu{cpu} in /proc/stat")
 
 
 def rss_bytes(pid: int) -> int:

@@ -73,6 +73,7 @@ def _cost_rows(points: Sequence[LoadPoint]) -> list[list[str]]:
                 str(p.connections),
                 _num(p.keyway.server_cpu_us_per_request),
                 _num(p.keyway.server_cpu_pct),
+                _num(p.keyway.others_on_core_pct),
                 _num(p.keyway.cpu_bound_rps),
                 _num(p.direct.server_cpu_us_per_request),
                 _num(r.evalsha_per_request if r else None, 2),
@@ -202,6 +203,7 @@ def render_markdown(report: Report) -> str:
                 "conns",
                 "Keyway CPU µs/req",
                 "Keyway CPU use %",
+                "others on Keyway's core %",
                 "CPU-bound req/s per core",
                 "direct CPU µs/req",
                 "EVALSHA/req",
@@ -209,7 +211,7 @@ def render_markdown(report: Report) -> str:
                 "Redis commands/req",
                 "Redis CPU µs/req",
             ],
-            "lrrrrrrrrr",
+            "lrrrrrrrrrr",
             _cost_rows(report.chat),
         )
         lines += ["", *_command_lines(report.chat), ""]

@@ -83,6 +83,10 @@ class LoadRun(msgspec.Struct, frozen=True, kw_only=True):
     """That CPU time over the run's wall time: 100 is one core kept busy. Well under 100 with
     the load not keeping up means the serving processes waited for a CPU shared with others."""
 
+    others_on_core_pct: float | None = None
+    """CPU time other processes used on Keyway's pinned core, over wall time (keyway runs with
+    pinning only): what a shared machine took from Keyway; 0 on a quiet one."""
+
     @property
     def cpu_bound_rps(self) -> float | None:
         """Requests per second one core could serve at this CPU cost per request."""

@@ -230,7 +230,7 @@ def test_markdown_shows_both_targets_and_the_overhead() -> None:
         in text
     )
     assert "| 0 ms | 32 | 3,200 | 1,600 | 10,000 |" in text
-    assert "| 0 ms | 32 | 625 | 200 | 1,600 | - | 2.00 | 2.00 | 12.5 | 30 |" in text
+    assert "| 0 ms | 32 | 625 | 200 | - | 1,600 | - | 2.00 | 2.00 | 12.5 | 30 |" in text
     assert (
         "(chat-0ms, 32 connections; those run inside scripts included): hget 8.0, evalsha 2.0."
         in text
