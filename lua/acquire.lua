@@ -8,19 +8,23 @@
 -- ARGV[4]  lease ttl       (ms) a lease not settled by then is swept and its quota released
 -- ARGV[5]  strategy        least-utilised | weighted | priority | lowest-latency
 -- ARGV[6]  random          integer in [0, 1e6), the caller's randomness (ties, weighted choice)
--- ARGV[7]  n               number of candidates, then 5 fields per candidate:
--- ARGV[8+5i ..]            key id, rpm (0 = none), tpm (0 = none), max concurrency (0 = none), weight
+-- ARGV[7]  model           the upstream model: the provider+model breaker <P>:m:<model> gates it
+-- ARGV[8]  n               number of candidates, then 5 fields per candidate:
+-- ARGV[9+5i ..]            key id, rpm (0 = none), tpm (0 = none), max concurrency (0 = none), weight
 --
 -- returns {1, key id, probe (0|1)}                       the lease is held
 --      or {0, wait (ms, -1 = never by itself), skipped}  no key fits; skipped = "id=reason,..."
+--                                                        ("model=breaker_open" when the model is)
 local P = ARGV[1]
 local req = ARGV[2]
 local est = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[4])
 local strategy = ARGV[5]
 local rnd = tonumber(ARGV[6])
-local n = tonumber(ARGV[7])
-if not est or est < 0 or not ttl or ttl <= 0 or not rnd or not n or n < 0 or #ARGV ~= 7 + 5 * n then
+local model = ARGV[7]
+local n = tonumber(ARGV[8])
+if not est or est < 0 or not ttl or ttl <= 0 or not rnd or not n or n < 0 or #ARGV ~= 8 + 5 * n
+    or model == '' then
   return redis.error_reply('ERR acquire: bad arguments')
 end
 if strategy ~= 'least-utilised' and strategy ~= 'weighted' and strategy ~= 'priority'
@@ -29,7 +33,7 @@ if strategy ~= 'least-utilised' and strategy ~= 'weighted' and strategy ~= 'prio
 end
 local cands = {}
 for i = 0, n - 1 do
-  local b = 8 + 5 * i
+  local b = 9 + 5 * i
   local c = {id = ARGV[b], rpm = tonumber(ARGV[b + 1]), tpm = tonumber(ARGV[b + 2]),
              conc = tonumber(ARGV[b + 3]), weight = tonumber(ARGV[b + 4])}
   if not c.rpm or not c.tpm or not c.conc or not c.weight then
@@ -56,11 +60,15 @@ local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 16)
 for _, rid in ipairs(expired) do
   local rec = redis.call('HGET', lease_h, rid)
   if rec then
-    local kid, probe = string.match(rec, '^([^|]*)|(%d)')
+    local kid, probe, _, mprobe, lmodel = string.match(rec, '^([^|]*)|(%d)|(%d+)|(%d)|(.*)$')
     local kh = P .. ':k:' .. kid
     if tonumber(redis.call('HINCRBY', kh, 'infl', -1)) < 0 then redis.call('HSET', kh, 'infl', 0) end
     if probe == '1' and redis.call('HGET', kh, 'br_probe') == rid then
       redis.call('HDEL', kh, 'br_probe')
+    end
+    local mh = P .. ':m:' .. lmodel
+    if mprobe == '1' and redis.call('HGET', mh, 'br_probe') == rid then
+      redis.call('HDEL', mh, 'br_probe', 'br_probe_exp')
     end
     redis.call('HDEL', lease_h, rid)
   end
@@ -92,6 +100,14 @@ local function tokens_free_at(w, wt, sum, need, limit)
   end
   return now + WINDOW
 end
+
+-- the provider+model breaker: while open, no key of this pool serves this model
+local mh = P .. ':m:' .. model
+local mf = redis.call('HMGET', mh, 'br', 'br_until', 'br_probe_exp')
+local mbr, m_until, m_probe_exp = mf[1], tonumber(mf[2]) or 0, tonumber(mf[3]) or 0
+if mbr == 'open' and m_until > now then return {0, m_until - now, 'model=breaker_open'} end
+if mbr == 'half' and m_probe_exp > now then return {0, m_probe_exp - now, 'model=breaker_probing'} end
+local model_probe = (mbr == 'open' or mbr == 'half') and 1 or 0
 
 local eligible, skipped = {}, {}
 local wait = -1
@@ -182,6 +198,9 @@ redis.call('HINCRBY', kh, 'infl', 1)
 if chosen.probe == 1 then
   redis.call('HSET', kh, 'br', 'half', 'br_probe', req, 'br_probe_exp', now + ttl)
 end
+if model_probe == 1 then
+  redis.call('HSET', mh, 'br', 'half', 'br_probe', req, 'br_probe_exp', now + ttl)
+end
 if chosen.rem_live then redis.call('HINCRBY', kh, 'rem_req', -1) end
 redis.call('PEXPIRE', kh, 86400000)
 redis.call('ZADD', w, now, req)
@@ -189,7 +208,8 @@ redis.call('HSET', wt, req, est)
 redis.call('HINCRBY', wt, '_sum', est)
 redis.call('PEXPIRE', w, WINDOW + 1000)
 redis.call('PEXPIRE', wt, WINDOW + 1000)
-redis.call('HSET', lease_h, req, chosen.id .. '|' .. chosen.probe .. '|' .. est)
+redis.call('HSET', lease_h, req,
+           chosen.id .. '|' .. chosen.probe .. '|' .. est .. '|' .. model_probe .. '|' .. model)
 redis.call('ZADD', leases, now + ttl, req)
 redis.call('PEXPIRE', lease_h, ttl * 2 + WINDOW)
 redis.call('PEXPIRE', leases, ttl * 2 + WINDOW)

@@ -24,7 +24,7 @@
 -- ARGV[18] input tokens      for usage by hour and day (-1 = unknown: the estimate is counted)
 -- ARGV[19] output tokens     (-1 = unknown)
 -- ARGV[20] cost              (micro-dollars)
--- ARGV[21] model             the upstream model, for usage per model
+-- ARGV[21] model             the upstream model: usage per model and its provider+model breaker
 --
 -- returns {settled (0 = already settled or swept), key id or '', breaker state ('closed'|'open'|'half')}
 local P, req, outcome = ARGV[1], ARGV[2], ARGV[3]
@@ -43,7 +43,7 @@ local open_base, open_max, jitter = nums[14], nums[15], nums[16]
 local lease_h = P .. ':lease'
 local rec = redis.call('HGET', lease_h, req)
 if not rec then return {0, '', ''} end
-local kid, probe, est = string.match(rec, '^([^|]*)|(%d)|(%d+)$')
+local kid, probe, est, mprobe = string.match(rec, '^([^|]*)|(%d)|(%d+)|(%d)|')
 est = tonumber(est)
 
 local t = redis.call('TIME')
@@ -65,6 +65,10 @@ if outcome == 'refund' then
   end
   if probe == '1' and redis.call('HGET', kh, 'br_probe') == req then
     redis.call('HDEL', kh, 'br_probe', 'br_probe_exp')
+  end
+  local mh = P .. ':m:' .. ARGV[21]
+  if mprobe == '1' and redis.call('HGET', mh, 'br_probe') == req then
+    redis.call('HDEL', mh, 'br_probe', 'br_probe_exp')
   end
   return {1, kid, redis.call('HGET', kh, 'br') or 'closed'}
 end
@@ -88,17 +92,31 @@ if lat >= 0 then
   redis.call('HSET', kh, 'lat', math.floor(new))
 end
 
-local function open_breaker()
-  local opens = tonumber(redis.call('HINCRBY', kh, 'br_opens', 1))
+-- a breaker lives in a hash (the key's, or the provider+model's): open it for a period that
+-- doubles with each reopening, stretched by up to 20% of jitter
+local function open_breaker(h)
+  local opens = tonumber(redis.call('HINCRBY', h, 'br_opens', 1))
   local period = open_base * (2 ^ math.min(opens - 1, 20))
   if period > open_max then period = open_max end
   period = math.floor(period * (1 + 0.2 * jitter / 1000))
-  redis.call('HSET', kh, 'br', 'open', 'br_until', now + period, 'br_fails', 0,
+  redis.call('HSET', h, 'br', 'open', 'br_until', now + period, 'br_fails', 0,
              'br_wstart', now, 'br_wtotal', 0, 'br_wfail', 0)
-  redis.call('HDEL', kh, 'br_probe', 'br_probe_exp')
+  redis.call('HDEL', h, 'br_probe', 'br_probe_exp')
+end
+
+local function close_breaker(h)
+  redis.call('HSET', h, 'br', 'closed', 'br_fails', 0, 'br_opens', 0,
+             'br_wstart', now, 'br_wtotal', 0, 'br_wfail', 0)
+  redis.call('HDEL', h, 'br_probe', 'br_probe_exp', 'br_until')
 end
 
 local is_probe = probe == '1' and redis.call('HGET', kh, 'br_probe') == req
+local function release_model_probe()
+  local mh = P .. ':m:' .. ARGV[21]
+  if mprobe == '1' and redis.call('HGET', mh, 'br_probe') == req then
+    redis.call('HDEL', mh, 'br_probe', 'br_probe_exp')
+  end
+end
 local br = redis.call('HGET', kh, 'br') or 'closed'
 
 if outcome == 'auth_error' then
@@ -106,16 +124,11 @@ if outcome == 'auth_error' then
 elseif outcome == 'rate_limited' then
   if cool_ms > 0 then redis.call('HSET', kh, 'cool_until', now + math.floor(cool_ms)) end
   if is_probe then redis.call('HDEL', kh, 'br_probe', 'br_probe_exp') end
+  release_model_probe()
 elseif outcome == 'ok' or outcome == 'server_error' then
   local failed = outcome == 'server_error'
   if is_probe then
-    if failed then
-      open_breaker()
-    else
-      redis.call('HSET', kh, 'br', 'closed', 'br_fails', 0, 'br_opens', 0,
-                 'br_wstart', now, 'br_wtotal', 0, 'br_wfail', 0)
-      redis.call('HDEL', kh, 'br_probe', 'br_probe_exp', 'br_until')
-    end
+    if failed then open_breaker(kh) else close_breaker(kh) end
   elseif br == 'closed' then
     local f = redis.call('HMGET', kh, 'br_wstart', 'br_wtotal', 'br_wfail')
     local wstart, wtotal, wfail = tonumber(f[1]) or now, tonumber(f[2]) or 0, tonumber(f[3]) or 0
@@ -131,12 +144,28 @@ elseif outcome == 'ok' or outcome == 'server_error' then
     redis.call('HSET', kh, 'br_wstart', wstart, 'br_wtotal', wtotal, 'br_wfail', wfail)
     if failed and ((consec_max > 0 and fails >= consec_max)
         or (wtotal >= min_vol and wfail * 100 >= rate_pct * wtotal)) then
-      open_breaker()
+      open_breaker(kh)
     end
   end
+  -- the provider+model breaker: consecutive failures across all keys of the pool for it
+  local mh = P .. ':m:' .. ARGV[21]
+  local mbr = redis.call('HGET', mh, 'br') or 'closed'
+  if mprobe == '1' and redis.call('HGET', mh, 'br_probe') == req then
+    if failed then open_breaker(mh) else close_breaker(mh) end
+  elseif mbr == 'closed' then
+    if failed then
+      if consec_max > 0 and tonumber(redis.call('HINCRBY', mh, 'br_fails', 1)) >= consec_max then
+        open_breaker(mh)
+      end
+    else
+      redis.call('HSET', mh, 'br_fails', 0)
+    end
+  end
+  redis.call('PEXPIRE', mh, 86400000)
 else
   -- client_error / cancelled say nothing about the key; a probe that ends so frees the slot
   if is_probe then redis.call('HDEL', kh, 'br_probe', 'br_probe_exp') end
+  release_model_probe()
 end
 -- usage by hour and by day, per key and per model
 local tin, tout, cost = nums[18], nums[19], math.floor(nums[20])

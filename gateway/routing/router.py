@@ -332,6 +332,7 @@ class Router:
             strategy=deployment.strategy,
             random=random.randrange(1_000_000),
             candidates=candidates,
+            model=deployment.model,
         )
         if admitted:
             reply = (await state.run([acquire]))[0]

@@ -217,6 +217,7 @@ class SharedState:
         strategy: str,
         random: int,
         candidates: Sequence[tuple[str | int, ...]],
+        model: str,
     ) -> ScriptCall:
         """`candidates`: (key id, rpm, tpm, max concurrency, weight), 0 meaning no limit."""
         p = pool_prefix(self.prefix, provider)
@@ -227,6 +228,7 @@ class SharedState:
             lease_ttl_ms,
             strategy,
             random,
+            model,
             len(candidates),
         ]
         for cand in candidates:

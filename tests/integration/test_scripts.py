@@ -45,10 +45,18 @@ async def acquire(
     ttl: int = 60_000,
     strategy: str = "least-utilised",
     rnd: int = 0,
+    model: str = "m",
 ) -> Lease | NoKey:
     lease = lease or rid()
     call = s.acquire_call(
-        "p", lease, tokens=tokens, lease_ttl_ms=ttl, strategy=strategy, random=rnd, candidates=cands
+        "p",
+        lease,
+        tokens=tokens,
+        lease_ttl_ms=ttl,
+        strategy=strategy,
+        random=rnd,
+        candidates=cands,
+        model=model,
     )
     return s.parse_acquire("p", lease, (await s.run([call]))[0])
 
@@ -61,8 +69,9 @@ async def settle(
     tokens: int = -1,
     cooldown: int = 0,
     learned: tuple[int, int, int] = (-1, -1, -1),
+    model: str = "m",
 ) -> Any:
-    args = (outcome, tokens, cooldown, *learned, 5, *BREAKER, 0, "why", tokens, 0, 0, "m")
+    args = (outcome, tokens, cooldown, *learned, 5, *BREAKER, 0, "why", tokens, 0, 0, model)
     return (await s.run([s.settle_call(lease, args)]))[0]
 
 
@@ -237,6 +246,7 @@ async def test_bad_arguments_fail_before_any_write(state: SharedState) -> None:
         strategy="least-utilised",
         random=0,
         candidates=[("a", 0, 0, 0, 1)],
+        model="m",
     )
     with pytest.raises(StateError):
         await state.run([bad])
@@ -248,6 +258,7 @@ async def test_bad_arguments_fail_before_any_write(state: SharedState) -> None:
         strategy="cheapest",
         random=0,
         candidates=[("a", 0, 0, 0, 1)],
+        model="m",
     )
     with pytest.raises(StateError):
         await state.run([wrong_strategy])
@@ -348,3 +359,30 @@ async def test_a_stream_without_usage_is_charged_its_reservation(state: SharedSt
     refused = await admit(state, rid(), tpm=100, tokens=40)
     assert not refused.admitted and refused.reason == "tpm"
     assert not (await admit(state, rid(), tpm=100, tokens=101)).admitted
+
+
+async def test_provider_model_breaker_opens_when_every_key_fails_for_that_model(
+    state: SharedState,
+) -> None:
+    cands: list[tuple[str | int, ...]] = [("a", 0, 0, 0, 1), ("b", 0, 0, 0, 1), ("c", 0, 0, 0, 1)]
+    # failures spread over the keys: no key reaches 3 consecutive failures, the model does
+    for i in range(3):
+        lease = await acquire(state, cands, model="down-model", rnd=i)
+        assert isinstance(lease, Lease)
+        await settle(state, lease, "server_error", model="down-model")
+    states = [await key_state(state, k) for k in "abc"]
+    assert all(st.get("br", "closed") == "closed" for st in states)
+    refused = await acquire(state, cands, model="down-model")
+    assert isinstance(refused, NoKey) and refused.skipped == "model=breaker_open"
+    assert 0 < refused.wait_ms <= 240
+    # the same keys still serve another model
+    assert isinstance(await acquire(state, cands, model="up-model"), Lease)
+    await asyncio.sleep(0.3)
+    probes = [await acquire(state, cands, model="down-model") for _ in range(3)]
+    admitted = [p for p in probes if isinstance(p, Lease)]
+    assert len(admitted) == 1, "exactly one probe for the model"
+    await settle(state, admitted[0], "ok", model="down-model")
+    assert all(
+        isinstance(x, Lease)
+        for x in [await acquire(state, cands, model="down-model") for _ in range(3)]
+    )

@@ -70,6 +70,7 @@ async def run_program(url: str | None, program: list[tuple[object, ...]]) -> Non
                     strategy="least-utilised",
                     random=step,
                     candidates=KEYS,
+                    model="m",
                 )
                 got = s.parse_acquire("p", lease_id, (await s.run([call]))[0])
                 assert isinstance(got, Lease)
