@@ -56,17 +56,6 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(port=args.port, fake_port=args.fake_port)
 
 
-def _fake(args: argparse.Namespace) -> int:
-    from gateway.fake_provider.server import serve as serve_fake
-    from gateway.fake_provider.settings import FakeSettings
-
-    settings = FakeSettings(
-        latency_ms=args.latency_ms, chunk_delay_ms=args.chunk_delay_ms, rpm_limit=args.rpm
-    )
-    serve_fake(args.host, args.port, settings, workers=args.workers)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keyway", description="Keyway LLM API gateway")
     parser.add_argument("--version", action="version", version=f"keyway {__version__}")
@@ -98,22 +87,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fake-port", type=int, default=9100)
     demo.set_defaults(func=_demo)
 
-    fake = sub.add_parser(
-        "fake-provider", help="run the fake LLM provider (tests, demos, load tests)"
+    sub.add_parser(
+        "fake-provider",
+        help="run the fake LLM provider (tests, demos, load tests); --help for its flags",
+        add_help=False,
     )
-    fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=9100)
-    fake.add_argument("--workers", type=int, default=1)
-    fake.add_argument("--latency-ms", type=float, default=0.0)
-    fake.add_argument("--chunk-delay-ms", type=float, default=0.0)
-    fake.add_argument("--rpm", type=int, default=None, help="per-key request limit it enforces")
-    fake.set_defaults(func=_fake)
 
     add_admin_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["fake-provider"]:  # its own flags: python -m gateway.fake_provider --help
+        from gateway.fake_provider.__main__ import main as fake_main
+
+        fake_main(argv[1:])
+        return 0
     args = build_parser().parse_args(argv)
     result: int = args.func(args)
     return result
