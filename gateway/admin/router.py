@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from litestar import Request, Response, Router
 from litestar.connection import ASGIConnection
 from litestar.di import Provide
+from litestar.enums import ScopeType
 from litestar.exceptions import (
     NotAuthorizedException,
     NotFoundException,
@@ -38,9 +40,18 @@ from gateway.state.store import StateError
 if TYPE_CHECKING:
     from gateway.runtime import Gateway
 
-__all__ = ["ADMIN_MAX_BODY_BYTES", "admin_router", "openapi_config", "security_headers"]
+__all__ = [
+    "ADMIN_MAX_BODY_BYTES",
+    "ADMIN_MAX_JSON_DEPTH",
+    "admin_router",
+    "json_too_deep",
+    "openapi_config",
+    "security_headers",
+]
 
 ADMIN_MAX_BODY_BYTES = 64 * 1024
+ADMIN_MAX_JSON_DEPTH = 32
+_encoder = msgspec.json.Encoder()
 
 _SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cache-control", b"no-store"),
@@ -51,8 +62,40 @@ _SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
+def json_too_deep(body: bytes, limit: int = ADMIN_MAX_JSON_DEPTH) -> bool:
+    """True when arrays/objects nest deeper than `limit` (strings are skipped)."""
+    depth = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
+async def _refuse(send: Send, status: int, detail: str) -> None:
+    body = _encoder.encode({"status_code": status, "detail": detail})
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
 def security_headers(app: ASGIApp) -> ASGIApp:
-    """ASGI middleware: no caching, no sniffing, no framing of admin responses."""
+    """ASGI middleware: security headers on every admin response; body size and depth checked
+    before Litestar parses the body (msgspec's own nesting limit surfaces as a RecursionError)."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_headers(message: Message) -> None:
@@ -63,7 +106,37 @@ def security_headers(app: ASGIApp) -> ASGIApp:
                 message["headers"] = headers
             await send(message)
 
-        await app(scope, receive, send_with_headers)
+        if scope["type"] != ScopeType.HTTP or scope.get("method") not in ("POST", "PUT", "PATCH"):
+            await app(scope, receive, send_with_headers)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message: Any = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > ADMIN_MAX_BODY_BYTES:
+                await _refuse(send_with_headers, 413, "the request body is too large")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if json_too_deep(body):
+            await _refuse(send_with_headers, 400, "the JSON body is nested too deeply")
+            return
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await app(scope, replay, send_with_headers)
 
     return middleware
 
@@ -74,6 +147,11 @@ def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> R
 
 def _edit_error(_: Request[Any, Any, Any], exc: EditError) -> Response[Any]:
     return _error(exc.status, exc.message)
+
+
+def _too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    # msgspec refuses JSON nested deeper than it can decode; Litestar lets that escape as is
+    return _error(400, "the JSON body is nested too deeply")
 
 
 def _state_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -152,6 +230,7 @@ def admin_router(gw: Gateway) -> Router:
             EditError: _edit_error,
             StateError: _state_error,
             ConfigError: _state_error,
+            RecursionError: _too_deep,
         },
         request_max_body_size=ADMIN_MAX_BODY_BYTES,
         security=[{"AdminKey": []}],
