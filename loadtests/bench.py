@@ -19,13 +19,7 @@ from pathlib import Path
 import msgspec
 import redis
 
-from loadtests.meters import (
-    cpu_busy_seconds,
-    cpu_seconds,
-    read_redis_counters,
-    rss_bytes,
-    tree,
-)
+from loadtests.meters import ServerMeter, read_redis_counters, rss_bytes, tree, wait_for_quiet
 from loadtests.profile import hot_spots
 from loadtests.results import (
     HotSpot,
@@ -64,6 +58,8 @@ class Options:
     warmup_s: int
     overload_sample: int = 20
     profile_s: int = 0
+    quiet_wait_s: float = 0.0
+    """Before each measured run, wait up to this long for the machine to be idle."""
 
 
 class Bench:
@@ -87,8 +83,20 @@ class Bench:
             return self.topo.front.url + CHAT_PATH, CLIENT_KEY, alias
         return fake.url + CHAT_PATH, DIRECT_KEY, DIRECT_MODEL
 
-    def _server_pids(self, target: str, fake: Proc) -> list[int]:
-        return self.topo.gateway_pids() if target == "keyway" else tree(fake.pid)
+    def _await_quiet(self) -> None:
+        if self.opts.quiet_wait_s <= 0:
+            return
+        waited, busy = wait_for_quiet(self.opts.quiet_wait_s)
+        if busy > 15:
+            self.log(f"  (machine still {busy:.0f}% busy after waiting {waited:.0f} s; going on)")
+        elif waited >= 1:
+            self.log(f"  (waited {waited:.0f} s for the machine to be idle)")
+
+    def _meter(self, target: str, fake: Proc) -> ServerMeter:
+        """CPU of the serving processes (and, for Keyway, of its neighbours on its core)."""
+        if target == "keyway":
+            return ServerMeter(self.topo.gateway_pids(), self._gateway_core)
+        return ServerMeter(tree(fake.pid), None)
 
     def load(
         self,
@@ -103,6 +111,7 @@ class Bench:
     ) -> LoadRun:
         url, auth, model = self._endpoint(target, fake, alias)
         env = {"KW_AUTH": auth, "KW_MODEL": model}
+        self._await_quiet()
         wrk_args = {
             "scenario": scenario,
             "env": env,
@@ -111,17 +120,11 @@ class Bench:
         }
         if warmup and self.opts.warmup_s > 0:
             run_wrk(url, duration_s=self.opts.warmup_s, **wrk_args)  # type: ignore[arg-type]
-        pids = self._server_pids(target, fake)
-        cpu_before = cpu_seconds(pids)
-        core = self._gateway_core if target == "keyway" else None
-        core_before = cpu_busy_seconds(core) if core is not None else 0.0
-        wall_before = time.monotonic()
+        meter = self._meter(target, fake)
         redis_before = read_redis_counters(self.redis) if target == "keyway" else None
         out = run_wrk(url, duration_s=duration_s or self.opts.duration_s, **wrk_args)  # type: ignore[arg-type]
         time.sleep(SETTLE_PAUSE_S)
-        cpu = cpu_seconds(pids) - cpu_before
-        others = cpu_busy_seconds(core) - core_before - cpu if core is not None else None
-        wall = time.monotonic() - wall_before
+        spent_cpu = meter.stop()
         served = max(1, out.requests)
         use = None
         if redis_before is not None:
@@ -144,30 +147,31 @@ class Bench:
             non_2xx=out.non_2xx,
             statuses=out.statuses,
             retry_after_missing=out.retry_after_missing,
-            server_cpu_us_per_request=cpu * 1e6 / served,
-            server_cpu_pct=100 * cpu / wall,
-            others_on_core_pct=None if others is None else max(0.0, 100 * others / wall),
+            server_cpu_us_per_request=spent_cpu.cpu_s * 1e6 / served,
+            server_cpu_pct=100 * spent_cpu.cpu_s / spent_cpu.wall_s,
+            others_on_core_pct=_pct(spent_cpu.others_s, spent_cpu.wall_s),
             redis=use,
         )
         self.log(
             f"  {target:6} c={connections:<3} {result.rps:8.0f} req/s  p50 "
             f"{result.latency.p50_ms:7.2f} ms  p99 {result.latency.p99_ms:7.2f} ms  "
             f"non-2xx {result.non_2xx}  errors {result.socket_errors}"
+            + _others_note(result.others_on_core_pct)
         )
         return result
 
     def streams(self, target: str, concurrency: int) -> StreamRun:
         fake = self.topo.instant
         url, auth, model = self._endpoint(target, fake, Aliases.INSTANT)
+        self._await_quiet()
         if self.opts.warmup_s > 0:
             run(run_streams(url, auth, model, concurrency=concurrency, duration_s=1.0))
-        pids = self._server_pids(target, fake)
-        cpu_before = cpu_seconds(pids)
+        meter = self._meter(target, fake)
         samples, elapsed = run(
             run_streams(url, auth, model, concurrency=concurrency, duration_s=self.opts.duration_s)
         )
         time.sleep(SETTLE_PAUSE_S)
-        cpu = cpu_seconds(pids) - cpu_before
+        spent_cpu = meter.stop()
         good = [s for s in samples if s.ok]
         result = StreamRun(
             target=target,
@@ -179,11 +183,13 @@ class Bench:
             chunks_per_s=sum(s.chunks for s in good) / elapsed,
             ttft=latency_of([s.ttft_s for s in good]),
             total=latency_of([s.total_s for s in good]),
-            server_cpu_us_per_stream=cpu * 1e6 / max(1, len(samples)),
+            server_cpu_us_per_stream=spent_cpu.cpu_s * 1e6 / max(1, len(samples)),
+            others_on_core_pct=_pct(spent_cpu.others_s, spent_cpu.wall_s),
         )
         self.log(
             f"  {target:6} c={concurrency:<3} {result.streams_per_s:8.0f} streams/s  TTFT p50 "
             f"{result.ttft.p50_ms:7.2f} ms  p99 {result.ttft.p99_ms:7.2f} ms  errors {result.errors}"
+            + _others_note(result.others_on_core_pct)
         )
         return result
 
@@ -360,6 +366,14 @@ class Bench:
     @staticmethod
     def _replica_rss(replica: Proc) -> int:
         return sum(rss_bytes(pid) for pid in tree(replica.pid))
+
+
+def _pct(seconds: float | None, wall_s: float) -> float | None:
+    return None if seconds is None else 100 * seconds / max(wall_s, 1e-9)
+
+
+def _others_note(pct: float | None) -> str:
+    return f"  (others used {pct:.0f}% of Keyway's core)" if pct is not None and pct >= 5 else ""
 
 
 def _get(url: str) -> bytes:

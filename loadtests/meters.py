@@ -8,6 +8,7 @@ we start, so CPU and RSS are summed over a process and all its descendants.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +18,15 @@ import redis
 
 __all__ = [
     "RedisCounters",
+    "ServerMeter",
+    "Spent",
     "cpu_busy_seconds",
     "cpu_seconds",
     "descendants",
     "read_redis_counters",
     "rss_bytes",
     "tree",
+    "wait_for_quiet",
 ]
 
 _PROC = Path("/proc")
@@ -72,14 +76,33 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return ticks / _TICKS_PER_S
 
 
-def cpu_busy_seconds(cpu: int) -> float:
-    """Seconds one CPU has spent on anything but idling, for every process (``/proc/stat``)."""
+def cpu_busy_seconds(cpu: int | None) -> float:
+    """Seconds one CPU (None: all of them) has spent on anything but idling (``/proc/stat``)."""
+    name = "cpu" if cpu is None else f"cpu{cpu}"
     for line in (_PROC / "stat").read_text().splitlines():
         fields = line.split()
-        if fields and fields[0] == f"cpu{cpu}":
+        if fields and fields[0] == name:
             user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
             return (user + nice + system + irq + softirq + steal) / _TICKS_PER_S
-    raise ValueError(f"no cpu{cpu} in /proc/stat")
+    raise ValueError(f"no {name} in /proc/stat")
+
+
+def wait_for_quiet(
+    max_wait_s: float, *, busy_pct: float = 15.0, sample_s: float = 0.5
+) -> tuple[float, float]:
+    """Wait (at most `max_wait_s`) until the whole machine is idle but for `busy_pct` of a core.
+
+    On a shared machine, other people's work lands on the cores a run measures; starting a run
+    in a quiet moment makes its figures more about Keyway. Returns (seconds waited, last busy %).
+    """
+    started = time.monotonic()
+    while True:
+        before = cpu_busy_seconds(None)
+        time.sleep(sample_s)
+        busy = 100 * (cpu_busy_seconds(None) - before) / sample_s
+        waited = time.monotonic() - started
+        if busy <= busy_pct or waited >= max_wait_s:
+            return waited, busy
 
 
 def rss_bytes(pid: int) -> int:
@@ -91,6 +114,35 @@ def rss_bytes(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Spent:
+    """What a set of processes used over an interval."""
+
+    cpu_s: float
+    """Their CPU seconds (user + system)."""
+    others_s: float | None
+    """CPU seconds other processes used on their pinned core (None when not pinned)."""
+    wall_s: float
+
+
+class ServerMeter:
+    """Started on some processes (and the core they are pinned to); `stop()` says what they used."""
+
+    def __init__(self, pids: list[int], core: int | None) -> None:
+        self.pids = pids
+        self.core = core
+        self._cpu = cpu_seconds(pids)
+        self._core_busy = cpu_busy_seconds(core) if core is not None else 0.0
+        self._wall = time.monotonic()
+
+    def stop(self) -> Spent:
+        cpu = cpu_seconds(self.pids) - self._cpu
+        others = None
+        if self.core is not None:
+            others = max(0.0, cpu_busy_seconds(self.core) - self._core_busy - cpu)
+        return Spent(cpu_s=cpu, others_s=others, wall_s=time.monotonic() - self._wall)
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,6 +118,7 @@ def _stream_rows(points: Sequence[StreamPoint]) -> list[list[str]]:
                 _signed(s.added_ttft_p99_ms),
                 f"{_ms(k.total.p50_ms)} / {_ms(d.total.p50_ms)}",
                 _num(k.server_cpu_us_per_stream),
+                _num(k.others_on_core_pct),
                 f"{k.errors} / {d.errors}",
             ]
         )
@@ -152,6 +153,13 @@ def _overload_lines(o: Overload) -> list[str]:
     return lines
 
 
+def _busiest_neighbour(report: Report) -> float | None:
+    """The most CPU other processes took on Keyway's core during any measured Keyway run."""
+    runs = [p.keyway for p in report.chat] + [s.keyway for s in report.streams]
+    found = [r.others_on_core_pct for r in runs if r.others_on_core_pct is not None]
+    return max(found, default=None)
+
+
 def render_markdown(report: Report) -> str:
     """The whole report as Markdown."""
     info = report.info
@@ -169,6 +177,14 @@ def render_markdown(report: Report) -> str:
         f" / {', '.join(f'{x:.2f}' for x in info.load_avg_end)}",
         "",
     ]
+    shared = _busiest_neighbour(report)
+    if shared is not None and shared >= 10:
+        lines += [
+            f"**The machine was shared**: other processes used up to {shared:.0f} % of Keyway's "
+            'core during a measured run (column "others on Keyway\'s core"). Latency and req/s '
+            "suffer from it; CPU µs per request and the CPU-bound req/s per core do not.",
+            "",
+        ]
     figures = report.targets or target_figures(report)
     if figures:
         lines += ["## Against the targets", ""]
@@ -230,9 +246,10 @@ def render_markdown(report: Report) -> str:
                 "added TTFT p99 ms",
                 "stream p50 ms K / D",
                 "Keyway CPU µs/stream",
+                "others on Keyway's core %",
                 "errors K / D",
             ],
-            "rrrrrrrrrrrr",
+            "rrrrrrrrrrrrr",
             _stream_rows(report.streams),
         )
         lines.append("")

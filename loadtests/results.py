@@ -133,6 +133,8 @@ class StreamRun(msgspec.Struct, frozen=True, kw_only=True):
     total: Latency
     """Time to the end of the stream."""
     server_cpu_us_per_stream: float | None = None
+    others_on_core_pct: float | None = None
+    """As in LoadRun: other processes' CPU on Keyway's pinned core, over wall time."""
 
 
 class StreamPoint(msgspec.Struct, kw_only=True):

@@ -88,6 +88,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="S",
         help="after the runs, py-spy a worker for S seconds under load",
     )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        metavar="S",
+        help="before each measured run, wait up to S s for an idle machine (default 30, smoke 0)",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     args = parser.parse_args(argv)
     if args.replicas < 1 or args.workers < 1:
@@ -146,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup_s=args.warmup if args.warmup is not None else (0 if smoke else 1),
         overload_sample=5 if smoke else 20,
         profile_s=args.profile,
+        quiet_wait_s=args.quiet_wait if args.quiet_wait is not None else (0 if smoke else 30),
     )
     now = dt.datetime.now(dt.UTC)
     out: Path = args.out or ROOT / "loadtests" / "results" / now.strftime("%Y%m%d-%H%M%S")

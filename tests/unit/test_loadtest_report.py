@@ -299,3 +299,12 @@ def test_redis_counters_subtract_and_rank_commands() -> None:
     spent = (after - before).without_probe()
     assert (spent.evalsha_calls, spent.commands, spent.reads) == (20, 100, 20)
     assert spent.top_commands(per=10) == {"hget": 8.0, "evalsha": 2.0, "zadd": 2.0}
+
+
+def test_markdown_warns_when_the_gateway_core_was_shared() -> None:
+    report = full_report()
+    assert "The machine was shared" not in render_markdown(report)
+    busy = load_run("keyway", 1.0, 2.0, 700.0, others_on_core_pct=35.0)
+    report.chat[0] = LoadPoint(scenario="chat-0ms", upstream_latency_ms=0.0, connections=1,
+                               workers=1, keyway=busy, direct=report.chat[0].direct)  # fmt: skip
+    assert "other processes used up to 35 % of Keyway's core" in render_markdown(report)
