@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -10,6 +11,8 @@ import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
+
+from gateway.state.resp import PipelinedRedis
 
 __all__ = ["RedisHandle", "open_redis"]
 
@@ -32,8 +35,18 @@ class HiredisPackedConnection(aioredis.Connection):
 class RedisHandle:
     """A connected client and what kind of deployment it talks to."""
 
-    def __init__(self, client: Any, *, cluster: bool, embedded: bool, description: str) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        cluster: bool,
+        embedded: bool,
+        description: str,
+        fast: PipelinedRedis | None = None,
+    ) -> None:
         self.client = client
+        self.fast = fast
+        """The auto-pipelined connection for script calls (plain `redis://` only)."""
         self.cluster = cluster
         self.embedded = embedded
         self.description = description
@@ -81,4 +94,9 @@ def open_redis(
         url, max_connections=max_connections, **common, **extra
     )
     client = aioredis.Redis(connection_pool=pool)
-    return RedisHandle(client, cluster=False, embedded=False, description=f"standalone {safe}")
+    # KEYWAY_REDIS_AUTOPIPELINE=off sends script calls through redis-py instead (for comparison)
+    use_fast = parts.scheme == "redis" and os.environ.get("KEYWAY_REDIS_AUTOPIPELINE") != "off"
+    fast = PipelinedRedis(url, timeout_s=timeout_s) if use_fast else None
+    return RedisHandle(
+        client, cluster=False, embedded=False, description=f"standalone {safe}", fast=fast
+    )

@@ -114,7 +114,8 @@ class SharedState:
         self.handle = handle
         self.prefix = prefix
         self.guard = guard or RedisGuard()
-        self._redis: Any = handle.client
+        # script calls go over the auto-pipelined connection when there is one
+        self._redis: Any = handle.fast or handle.client
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -161,7 +162,7 @@ class SharedState:
                 result = [await self._one(calls[0])]
             elif len(calls) == 2 and not self.handle.cluster and self._pairable(calls):
                 result = list(await self._one(self._paired(calls[0], calls[1])))
-            elif self.handle.cluster:
+            elif self.handle.cluster or self.handle.fast is not None:
                 result = list(await asyncio.gather(*(self._one(c) for c in calls)))
             else:
                 result = await self._pipelined(calls)
@@ -303,6 +304,8 @@ class SharedState:
         return ScriptCall(HEARTBEAT, (f"{self.prefix}:{{meta}}:replicas",), (replica_id, ttl_ms))
 
     async def aclose(self) -> None:
-        close = getattr(self._redis, "aclose", None)
+        if self.handle.fast is not None:
+            await self.handle.fast.aclose()
+        close = getattr(self.handle.client, "aclose", None)
         if close is not None:
             await close()
