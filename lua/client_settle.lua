@@ -68,14 +68,20 @@ end
 
 local buckets = {{C .. ':u:h:' .. math.floor(now / 3600000), 8 * 86400000},
                  {C .. ':u:d:' .. math.floor(now / 86400000), 400 * 86400000}}
+local function add(h, field, v)
+  if v ~= 0 then redis.call('HINCRBY', h, field, v) end
+end
 for _, b in ipairs(buckets) do
+  local fresh = false
   for _, who in ipairs({'all', 'm:' .. model}) do
-    redis.call('HINCRBY', b[1], who .. ':req', 1)
-    redis.call('HINCRBY', b[1], who .. ':in', tin)
-    redis.call('HINCRBY', b[1], who .. ':out', tout)
-    redis.call('HINCRBY', b[1], who .. ':cost', cost)
-    redis.call('HINCRBY', b[1], who .. ':err', err)
+    -- zero increments are skipped and the TTL is set once, when the bucket is born:
+    -- this loop runs on every request, so every command counts
+    if redis.call('HINCRBY', b[1], who .. ':req', 1) == 1 then fresh = true end
+    add(b[1], who .. ':in', tin)
+    add(b[1], who .. ':out', tout)
+    add(b[1], who .. ':cost', cost)
+    add(b[1], who .. ':err', err)
   end
-  redis.call('PEXPIRE', b[1], b[2])
+  if fresh then redis.call('PEXPIRE', b[1], b[2]) end
 end
 return 1

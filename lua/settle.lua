@@ -174,15 +174,21 @@ if tout < 0 then tout = 0 end
 local failed_call = (outcome ~= 'ok') and 1 or 0
 local buckets = {{P .. ':u:h:' .. math.floor(now / 3600000), 8 * 86400000},
                  {P .. ':u:d:' .. math.floor(now / 86400000), 400 * 86400000}}
+local function add(h, field, v)
+  if v ~= 0 then redis.call('HINCRBY', h, field, v) end
+end
 for _, b in ipairs(buckets) do
+  local fresh = false
   for _, who in ipairs({'k:' .. kid, 'm:' .. ARGV[21]}) do
-    redis.call('HINCRBY', b[1], who .. ':req', 1)
-    redis.call('HINCRBY', b[1], who .. ':in', math.floor(tin))
-    redis.call('HINCRBY', b[1], who .. ':out', math.floor(tout))
-    redis.call('HINCRBY', b[1], who .. ':cost', cost)
-    redis.call('HINCRBY', b[1], who .. ':err', failed_call)
+    -- zero increments are skipped and the TTL is set once, when the bucket is born:
+    -- this loop runs on every request, so every command counts
+    if redis.call('HINCRBY', b[1], who .. ':req', 1) == 1 then fresh = true end
+    add(b[1], who .. ':in', math.floor(tin))
+    add(b[1], who .. ':out', math.floor(tout))
+    add(b[1], who .. ':cost', cost)
+    add(b[1], who .. ':err', failed_call)
   end
-  redis.call('PEXPIRE', b[1], b[2])
+  if fresh then redis.call('PEXPIRE', b[1], b[2]) end
 end
 redis.call('PEXPIRE', kh, 86400000)
 return {1, kid, redis.call('HGET', kh, 'br') or 'closed'}
