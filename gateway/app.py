@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 from litestar import Litestar
+from litestar.logging.config import LoggingConfig
 
 from gateway.admin.router import admin_router, openapi_config
 from gateway.api.anthropic_routes import anthropic_handlers
@@ -15,6 +15,7 @@ from gateway.api.openai_routes import openai_handlers
 from gateway.config import Config
 from gateway.config_load import load_config
 from gateway.runtime import Gateway
+from gateway.telemetry.access_log import configure_logging
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -33,18 +34,25 @@ def create_app(cfg: Config, gateway: Gateway | None = None) -> Litestar:
         on_startup=[gw.start],
         on_shutdown=[gw.stop],
         openapi_config=openapi_config(),
+        logging_config=_litestar_logging(),
         debug=False,
     )
     app.state.gateway = gw
     return app
 
 
+def _litestar_logging() -> LoggingConfig:
+    """Litestar's records go to the root handlers (`configure_logging`), never its own."""
+    return LoggingConfig(
+        configure_root_logger=False,
+        log_exceptions="always",
+        loggers={"litestar": {"level": "INFO", "propagate": True, "handlers": []}},
+    )
+
+
 def app_from_env() -> Litestar:
     """Granian's factory target: the config path comes from KEYWAY_CONFIG (set by `keyway serve`)."""
     path = os.environ["KEYWAY_CONFIG"]
     cfg = load_config(path)
-    logging.basicConfig(
-        level=cfg.server.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(cfg.server.log_level)
     return create_app(cfg)

@@ -21,6 +21,8 @@ from gateway.routing.table import RouteTable
 from gateway.state.connection import open_redis
 from gateway.state.guard import RedisGuard
 from gateway.state.store import SharedState, StateError
+from gateway.telemetry import tracing
+from gateway.telemetry.metrics import get_metrics, worker_exit
 
 __all__ = ["Gateway"]
 
@@ -64,6 +66,7 @@ class Gateway:
         self._heartbeat: asyncio.Task[None] | None = None
         self.scripts_loaded = False
         self.shutting_down = False
+        self._owns_tracing = False
         # control plane: runtime config records in Redis, merged over the file (gateway/control)
         self.control = ConfigSync(self, env)
 
@@ -78,6 +81,7 @@ class Gateway:
         return self.state.guard.is_down
 
     def _redis_changed(self, up: bool) -> None:
+        get_metrics().degraded(not up)
         if up:
             log.warning("redis is reachable again: leaving degraded mode")
             asyncio.get_running_loop().create_task(self.degraded.reset())
@@ -99,6 +103,8 @@ class Gateway:
             await asyncio.sleep(2.0)
 
     async def start(self) -> None:
+        if not tracing.enabled():  # a tracer set up by the embedding program stays its own
+            self._owns_tracing = tracing.setup_tracing() is not None
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
         try:
             await self.state.load_scripts()
@@ -139,3 +145,6 @@ class Gateway:
         await self.settler.drain()
         await self.transport.aclose()
         await self.state.aclose()
+        if self._owns_tracing:
+            tracing.shutdown_tracing()  # flushes the spans still queued for export
+        worker_exit()

@@ -1,4 +1,8 @@
-"""Run the gateway under Granian (ASGI, uvloop), one or more worker processes."""
+"""Run the gateway under Granian (ASGI, uvloop), one or more worker processes.
+
+Before the workers start: a fresh directory for their Prometheus samples (so `/metrics` sums
+every worker), and Granian's own log lines in Keyway's format, through the secret guard.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from granian.constants import Interfaces, Loops
 from granian.log import LogLevels
 
 from gateway.config import Config
+from gateway.telemetry.access_log import granian_log_config
+from gateway.telemetry.metrics import prepare_multiprocess_dir
 
 __all__ = ["serve"]
 
@@ -25,6 +31,7 @@ def serve(config_path: Path, cfg: Config, *, reload: bool = False) -> None:
         workers = 1
     # Granian imports the factory in each worker: hand it the config through the environment
     os.environ["KEYWAY_CONFIG"] = str(config_path.resolve())
+    prepare_multiprocess_dir()
     server = Granian(
         "gateway.app:app_from_env",
         factory=True,
@@ -34,6 +41,7 @@ def serve(config_path: Path, cfg: Config, *, reload: bool = False) -> None:
         workers=workers,
         loop=Loops.uvloop,
         log_level=LogLevels(cfg.server.log_level),
+        log_dictconfig=granian_log_config(),
         log_access=False,
         backlog=2048,
         reload=reload,

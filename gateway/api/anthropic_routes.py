@@ -2,11 +2,13 @@
 
 An alias on an Anthropic deployment is passed through natively; on an OpenAI-kind deployment
 the request, the answer, the stream and the errors are translated. Errors always reach the
-client in Anthropic's shape `{"type": "error", "error": {"type", "message"}}`.
+client in Anthropic's shape `{"type": "error", "error": {"type", "message"}}`. Each request is
+one server span, one `keyway_requests_total` sample and one access line (`request_report`).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
@@ -21,6 +23,7 @@ from gateway.api.anthropic_wire import (
 from gateway.api.asgi_io import ClientGone, Receive, Scope, Send, read_body, send_bytes, send_error
 from gateway.api.relay import relay_json, relay_stream
 from gateway.api.request_context import RequestHeaders, authenticate, new_request_id
+from gateway.api.request_report import CLIENT_GONE, note_job, report_request
 from gateway.api.stream_taps import AnthropicStreamTap, StreamShaper
 from gateway.clients import Client
 from gateway.errors import (
@@ -35,6 +38,8 @@ from gateway.providers.adapters import Endpoint
 from gateway.routing.router import Job, OpenCall, UpstreamRejection
 from gateway.routing.table import Deployment
 from gateway.runtime import Gateway
+from gateway.telemetry import tracing
+from gateway.telemetry.access_log import AccessRecord
 from gateway.translate import (
     OpenAIToAnthropicStream,
     anthropic_to_openai_chat,
@@ -51,45 +56,69 @@ _decoder = msgspec.json.Decoder()
 class MessagesEndpoint:
     """POST /v1/messages (or count_tokens), bound to the gateway."""
 
-    def __init__(self, gw: Gateway, endpoint: Endpoint, head_type: type[Any]) -> None:
+    def __init__(self, gw: Gateway, endpoint: Endpoint, head_type: type[Any], route: str) -> None:
         self.gw = gw
         self.endpoint = endpoint
         self.head_type = head_type
+        self.route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = new_request_id()
-        base_headers = [
-            (b"request-id", request_id.encode()),
-            (b"x-request-id", request_id.encode()),
-        ]
+        started = time.perf_counter()
+        method: str = scope["method"]
+        record = AccessRecord(
+            request_id=new_request_id(), route=self.route, status=500, latency_ms=0, method=method
+        )
+        with tracing.server_span(scope["headers"], self.route, method) as span:
+            try:
+                await self._serve(scope, receive, send, record, started)
+            finally:
+                report_request(record, span, started, scope["headers"])
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, record: AccessRecord, started: float
+    ) -> None:
+        request_id = record.request_id.encode()
+        base_headers = [(b"request-id", request_id), (b"x-request-id", request_id)]
+        job: Job | None = None
         try:
-            if scope["method"] != "POST":
-                raise MethodNotAllowed(f"use POST for {scope['path']}", code="method_not_allowed")
-            headers = RequestHeaders(scope)
-            client = authenticate(self.gw, headers)
-            body = await read_body(
-                receive, self.gw.cfg.server.max_body_bytes, headers.content_length
-            )
-            job, head = self._job(request_id, client, headers, body)
-            call = await self.gw.router.open(job)
-        except ClientGone:
-            return
-        except UpstreamRejection as rejection:
-            payload = rejection.body
-            if not rejection.deployment.pool.adapter.speaks_anthropic:
-                payload = openai_error_to_anthropic(rejection.status, payload)
-            await send_bytes(send, rejection.status, payload, base_headers)
-            return
-        except GatewayError as err:
-            if self.gw.degraded_mode:
+            try:
+                if record.method != "POST":
+                    raise MethodNotAllowed(
+                        f"use POST for {scope['path']}", code="method_not_allowed"
+                    )
+                headers = RequestHeaders(scope)
+                client = authenticate(self.gw, headers)
+                record.client_id = client.id
+                body = await read_body(
+                    receive, self.gw.cfg.server.max_body_bytes, headers.content_length
+                )
+                job, head = self._job(record.request_id, client, headers, body)
+                record.model = job.alias
+                call = await self.gw.router.open(job)
+            except ClientGone:
+                record.status, record.error = CLIENT_GONE, "client_gone"
+                return
+            except UpstreamRejection as rejection:
+                payload = rejection.body
+                if not rejection.deployment.pool.adapter.speaks_anthropic:
+                    payload = openai_error_to_anthropic(rejection.status, payload)
+                record.status, record.error = rejection.status, "upstream_rejected"
+                await send_bytes(send, rejection.status, payload, base_headers)
+                return
+            except GatewayError as err:
+                if self.gw.degraded_mode:
+                    base_headers.append((b"x-keyway-degraded", b"redis-unavailable"))
+                record.status, record.error = err.status, err.code or ""
+                await send_error(send, err, base_headers, anthropic=True)
+                return
+            base_headers.append((b"x-keyway-key", call.key.id.encode()))
+            base_headers.append((b"x-keyway-attempts", str(job.attempts).encode()))
+            if job.degraded or call.lease.local:
                 base_headers.append((b"x-keyway-degraded", b"redis-unavailable"))
-            await send_error(send, err, base_headers, anthropic=True)
-            return
-        base_headers.append((b"x-keyway-key", call.key.id.encode()))
-        base_headers.append((b"x-keyway-attempts", str(job.attempts).encode()))
-        if job.degraded or call.lease.local:
-            base_headers.append((b"x-keyway-degraded", b"redis-unavailable"))
-        await self._respond(call, head, send, receive, base_headers)
+            await self._respond(call, head, send, receive, base_headers, record, started)
+        finally:
+            if job is not None:
+                note_job(record, job)
 
     def _job(
         self, request_id: str, client: Client, headers: RequestHeaders, body: bytes
@@ -135,6 +164,8 @@ class MessagesEndpoint:
         send: Send,
         receive: Receive,
         headers: list[tuple[bytes, bytes]],
+        record: AccessRecord,
+        started: float,
     ) -> None:
         native = call.deployment.pool.adapter.speaks_anthropic
         router = self.gw.router
@@ -143,7 +174,7 @@ class MessagesEndpoint:
             shaper: StreamShaper = (
                 AnthropicStreamTap() if native else OpenAIToAnthropicStream(model)
             )
-            await relay_stream(router, call, send, receive, headers, shaper)
+            await relay_stream(router, call, send, receive, headers, shaper, record, started)
             return
 
         def shape(payload: bytes) -> tuple[bytes, tuple[int, int]]:
@@ -164,13 +195,15 @@ class MessagesEndpoint:
             )
             return _encoder.encode(message), (total_in, int(usage.get("output_tokens", 0)))
 
-        await relay_json(router, call, send, headers, shape, anthropic_error_body)
+        await relay_json(router, call, send, headers, shape, anthropic_error_body, record)
 
 
 def anthropic_handlers(gw: Gateway) -> list[Any]:
     """The Litestar route handlers of the Anthropic dialect, bound to `gw`."""
-    messages = MessagesEndpoint(gw, Endpoint.MESSAGES, MessagesHead)
-    count = MessagesEndpoint(gw, Endpoint.COUNT_TOKENS, CountTokensHead)
+    messages = MessagesEndpoint(gw, Endpoint.MESSAGES, MessagesHead, "/v1/messages")
+    count = MessagesEndpoint(
+        gw, Endpoint.COUNT_TOKENS, CountTokensHead, "/v1/messages/count_tokens"
+    )
 
     @asgi("/v1/messages", copy_scope=False)
     async def create_message(scope: Scope, receive: Receive, send: Send) -> None:

@@ -2,7 +2,8 @@
 
 Served as raw ASGI handlers mounted in the Litestar app. The body is read once, its routed
 fields validated, and sent upstream unchanged when the upstream model name equals the alias;
-a chat routed to an Anthropic deployment is translated there and back.
+a chat routed to an Anthropic deployment is translated there and back. Each request is one
+server span, one `keyway_requests_total` sample and one access line (`request_report`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from gateway.api.openai_wire import (
 )
 from gateway.api.relay import relay_json, relay_stream
 from gateway.api.request_context import RequestHeaders, authenticate, new_request_id
+from gateway.api.request_report import CLIENT_GONE, note_job, report_request
 from gateway.api.stream_taps import OpenAIStreamTap, StreamShaper
 from gateway.clients import Client
 from gateway.errors import (
@@ -39,6 +41,8 @@ from gateway.providers.adapters import Endpoint
 from gateway.routing.router import Job, OpenCall, UpstreamRejection
 from gateway.routing.table import Deployment
 from gateway.runtime import Gateway
+from gateway.telemetry import tracing
+from gateway.telemetry.access_log import AccessRecord
 from gateway.translate import (
     AnthropicToOpenAIStream,
     anthropic_error_to_openai,
@@ -61,42 +65,68 @@ def _upstream_error(body: bytes) -> GatewayError:
 class OpenAIEndpoint:
     """One POST endpoint of the OpenAI dialect, bound to the gateway."""
 
-    def __init__(self, gw: Gateway, endpoint: Endpoint, head_type: type[Any]) -> None:
+    def __init__(self, gw: Gateway, endpoint: Endpoint, head_type: type[Any], route: str) -> None:
         self.gw = gw
         self.endpoint = endpoint
         self.head_type = head_type
+        self.route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = new_request_id()
-        base_headers = [(b"x-request-id", request_id.encode())]
+        started = time.perf_counter()
+        method: str = scope["method"]
+        record = AccessRecord(
+            request_id=new_request_id(), route=self.route, status=500, latency_ms=0, method=method
+        )
+        with tracing.server_span(scope["headers"], self.route, method) as span:
+            try:
+                await self._serve(scope, receive, send, record, started)
+            finally:
+                report_request(record, span, started, scope["headers"])
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, record: AccessRecord, started: float
+    ) -> None:
+        base_headers = [(b"x-request-id", record.request_id.encode())]
+        job: Job | None = None
         try:
-            if scope["method"] != "POST":
-                raise MethodNotAllowed(f"use POST for {scope['path']}", code="method_not_allowed")
-            headers = RequestHeaders(scope)
-            client = authenticate(self.gw, headers)
-            body = await read_body(
-                receive, self.gw.cfg.server.max_body_bytes, headers.content_length
-            )
-            job, head = self._job(request_id, client, headers, body)
-            call = await self.gw.router.open(job)
-        except ClientGone:
-            return
-        except UpstreamRejection as rejection:
-            payload = rejection.body
-            if rejection.deployment.pool.adapter.speaks_anthropic:
-                payload = anthropic_error_to_openai(rejection.status, payload)
-            await send_bytes(send, rejection.status, payload, base_headers)
-            return
-        except GatewayError as err:
-            if self.gw.degraded_mode:
+            try:
+                if record.method != "POST":
+                    raise MethodNotAllowed(
+                        f"use POST for {scope['path']}", code="method_not_allowed"
+                    )
+                headers = RequestHeaders(scope)
+                client = authenticate(self.gw, headers)
+                record.client_id = client.id
+                body = await read_body(
+                    receive, self.gw.cfg.server.max_body_bytes, headers.content_length
+                )
+                job, head = self._job(record.request_id, client, headers, body)
+                record.model = job.alias
+                call = await self.gw.router.open(job)
+            except ClientGone:
+                record.status, record.error = CLIENT_GONE, "client_gone"
+                return
+            except UpstreamRejection as rejection:
+                payload = rejection.body
+                if rejection.deployment.pool.adapter.speaks_anthropic:
+                    payload = anthropic_error_to_openai(rejection.status, payload)
+                record.status, record.error = rejection.status, "upstream_rejected"
+                await send_bytes(send, rejection.status, payload, base_headers)
+                return
+            except GatewayError as err:
+                if self.gw.degraded_mode:
+                    base_headers.append((b"x-keyway-degraded", b"redis-unavailable"))
+                record.status, record.error = err.status, err.code or ""
+                await send_error(send, err, base_headers)
+                return
+            base_headers.append((b"x-keyway-key", call.key.id.encode()))
+            base_headers.append((b"x-keyway-attempts", str(job.attempts).encode()))
+            if job.degraded or call.lease.local:
                 base_headers.append((b"x-keyway-degraded", b"redis-unavailable"))
-            await send_error(send, err, base_headers)
-            return
-        base_headers.append((b"x-keyway-key", call.key.id.encode()))
-        base_headers.append((b"x-keyway-attempts", str(job.attempts).encode()))
-        if job.degraded or call.lease.local:
-            base_headers.append((b"x-keyway-degraded", b"redis-unavailable"))
-        await self._respond(call, head, send, receive, base_headers)
+            await self._respond(call, head, send, receive, base_headers, record, started)
+        finally:
+            if job is not None:
+                note_job(record, job)
 
     def _job(
         self, request_id: str, client: Client, headers: RequestHeaders, body: bytes
@@ -156,6 +186,8 @@ class OpenAIEndpoint:
         send: Send,
         receive: Receive,
         headers: list[tuple[bytes, bytes]],
+        record: AccessRecord,
+        started: float,
     ) -> None:
         translated = call.deployment.pool.adapter.speaks_anthropic
         router = self.gw.router
@@ -167,7 +199,7 @@ class OpenAIEndpoint:
                 if translated
                 else OpenAIStreamTap(hide_usage_chunk=not wants_usage)
             )
-            await relay_stream(router, call, send, receive, headers, shaper)
+            await relay_stream(router, call, send, receive, headers, shaper, record, started)
             return
 
         def shape(payload: bytes) -> tuple[bytes, tuple[int, int]]:
@@ -184,14 +216,14 @@ class OpenAIEndpoint:
                 int(usage.get("completion_tokens", -1)),
             )
 
-        await relay_json(router, call, send, headers, shape, openai_error_body)
+        await relay_json(router, call, send, headers, shape, openai_error_body, record)
 
 
 def openai_handlers(gw: Gateway) -> list[Any]:
     """The Litestar route handlers of the OpenAI dialect, bound to `gw`."""
-    chat = OpenAIEndpoint(gw, Endpoint.CHAT, ChatHead)
-    completions = OpenAIEndpoint(gw, Endpoint.COMPLETIONS, CompletionHead)
-    embeddings = OpenAIEndpoint(gw, Endpoint.EMBEDDINGS, EmbeddingHead)
+    chat = OpenAIEndpoint(gw, Endpoint.CHAT, ChatHead, "/v1/chat/completions")
+    completions = OpenAIEndpoint(gw, Endpoint.COMPLETIONS, CompletionHead, "/v1/completions")
+    embeddings = OpenAIEndpoint(gw, Endpoint.EMBEDDINGS, EmbeddingHead, "/v1/embeddings")
 
     @asgi("/v1/chat/completions", copy_scope=False)
     async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
@@ -207,18 +239,30 @@ def openai_handlers(gw: Gateway) -> list[Any]:
 
     @asgi("/v1/models", copy_scope=False)
     async def list_models(scope: Scope, receive: Receive, send: Send) -> None:
-        base = [(b"x-request-id", new_request_id().encode())]
-        try:
-            client = authenticate(gw, RequestHeaders(scope))
-        except GatewayError as err:
-            await send_error(send, err, base)
-            return
-        created = int(time.time())
-        data = [
-            {"id": alias, "object": "model", "created": created, "owned_by": "keyway"}
-            for alias in gw.table.aliases
-            if client.may_use(alias)
-        ]
-        await send_bytes(send, 200, _encoder.encode({"object": "list", "data": data}), base)
+        started = time.perf_counter()
+        route = "/v1/models"
+        record = AccessRecord(
+            request_id=new_request_id(), route=route, status=500, latency_ms=0, method="GET"
+        )
+        base = [(b"x-request-id", record.request_id.encode())]
+        with tracing.server_span(scope["headers"], route, "GET") as span:
+            try:
+                try:
+                    client = authenticate(gw, RequestHeaders(scope))
+                except GatewayError as err:
+                    record.status, record.error = err.status, err.code or ""
+                    await send_error(send, err, base)
+                    return
+                record.client_id = client.id
+                created = int(time.time())
+                data = [
+                    {"id": alias, "object": "model", "created": created, "owned_by": "keyway"}
+                    for alias in gw.table.aliases
+                    if client.may_use(alias)
+                ]
+                record.status = 200
+                await send_bytes(send, 200, _encoder.encode({"object": "list", "data": data}), base)
+            finally:
+                report_request(record, span, started, scope["headers"])
 
     return [chat_completions, legacy_completions, create_embeddings, list_models]

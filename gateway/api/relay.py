@@ -2,13 +2,17 @@
 
 Both end by settling the call exactly once: the key's outcome, the real tokens (or -1 when the
 upstream never said, so the estimate stays charged). A client that disconnects mid-stream
-cancels the upstream read; what was used is settled.
+cancels the upstream read; what was used is settled. What reached the client (status, tokens,
+time to the first streamed byte) is written into the request's `AccessRecord`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
+
+import msgspec
 
 from gateway.api.asgi_io import Receive, Send, send_bytes
 from gateway.api.stream_taps import StreamShaper
@@ -16,6 +20,9 @@ from gateway.errors import GatewayError, UpstreamError
 from gateway.providers.transport import TransportError
 from gateway.routing.outcome import Outcome
 from gateway.routing.router import OpenCall, Router
+from gateway.telemetry import tracing
+from gateway.telemetry.access_log import AccessRecord
+from gateway.telemetry.metrics import get_metrics
 
 __all__ = ["relay_json", "relay_stream"]
 
@@ -26,6 +33,44 @@ JsonShaper = Callable[[bytes], tuple[bytes, tuple[int, int]]]
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
 
+class _Message(msgspec.Struct):
+    model: str = ""
+
+
+class _Answer(msgspec.Struct):
+    """The model an answer names: top level (OpenAI, Anthropic) or in message_start."""
+
+    model: str = ""
+    message: _Message | None = None
+
+
+_answer_decoder = msgspec.json.Decoder(_Answer)
+
+
+def _response_model(payload: bytes) -> str:
+    """The model the provider says answered, from a JSON body or one SSE `data:` payload."""
+    try:
+        answer = _answer_decoder.decode(payload)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return ""
+    if answer.model:
+        return answer.model
+    return answer.message.model if answer.message is not None else ""
+
+
+def _first_event_model(chunk: bytes) -> str:
+    start = chunk.find(b"data:")
+    if start < 0:
+        return ""
+    end = chunk.find(b"\n", start)
+    return _response_model(chunk[start + 5 : end if end >= 0 else len(chunk)].strip())
+
+
+def _note_model(call: OpenCall, model: str) -> None:
+    if model:
+        call.attempt.response_model(model)
+
+
 async def relay_json(
     router: Router,
     call: OpenCall,
@@ -33,23 +78,29 @@ async def relay_json(
     headers: Headers,
     shape: JsonShaper,
     on_error: Callable[[GatewayError], bytes],
+    record: AccessRecord,
 ) -> None:
     try:
         payload = await call.response.read()
     except TransportError:
         router.finish(call, Outcome.SERVER_ERROR, tokens_in=-1, tokens_out=-1)
         err = UpstreamError("the upstream response was cut", code="upstream_cut")
+        record.status, record.error = err.status, err.code or ""
         await send_bytes(send, err.status, on_error(err), headers)
         return
     finally:
         await call.response.aclose()
+    if tracing.enabled():
+        _note_model(call, _response_model(payload))
     try:
         body, (tokens_in, tokens_out) = shape(payload)
     except GatewayError as err:
         router.finish(call, Outcome.SERVER_ERROR, tokens_in=-1, tokens_out=-1)
+        record.status, record.error = err.status, err.code or ""
         await send_bytes(send, err.status, on_error(err), headers)
         return
     router.finish(call, Outcome.OK, tokens_in=tokens_in, tokens_out=tokens_out)
+    record.status, record.tokens_in, record.tokens_out = 200, tokens_in, tokens_out
     await send_bytes(send, 200, body, headers)
 
 
@@ -60,8 +111,12 @@ async def relay_stream(
     receive: Receive,
     headers: Headers,
     shaper: StreamShaper,
+    record: AccessRecord,
+    started: float,
 ) -> None:
-    pump = asyncio.ensure_future(_pump(call, send, shaper, headers))
+    """`started`: when the request arrived (perf_counter), for the time to first token."""
+    record.stream = True
+    pump = asyncio.ensure_future(_pump(call, send, shaper, headers, record, started))
     watcher = asyncio.ensure_future(_wait_disconnect(receive))
     outcome = Outcome.CANCELLED
     try:
@@ -77,16 +132,37 @@ async def relay_stream(
         await call.response.aclose()
         usage = shaper.usage or (-1, -1)
         router.finish(call, outcome, tokens_in=usage[0], tokens_out=usage[1])
+        record.tokens_in, record.tokens_out = usage
+        if outcome != Outcome.OK:
+            record.error = "upstream_cut" if outcome == Outcome.SERVER_ERROR else "client_gone"
 
 
-async def _pump(call: OpenCall, send: Send, shaper: StreamShaper, headers: Headers) -> str:
+async def _pump(
+    call: OpenCall,
+    send: Send,
+    shaper: StreamShaper,
+    headers: Headers,
+    record: AccessRecord,
+    started: float,
+) -> str:
     await send({"type": "http.response.start", "status": 200, "headers": [*_SSE, *headers]})
+    record.status = 200
     cut = False
+    first = True
     try:
         async for chunk in call.response.iter_bytes():
+            if first:
+                first = False
+                call.attempt.first_token()
+                if tracing.enabled():
+                    _note_model(call, _first_event_model(chunk))
             out = shaper.feed(chunk)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
+                if record.ttft_ms < 0:
+                    waited = time.perf_counter() - started
+                    record.ttft_ms = round(waited * 1000, 3)
+                    get_metrics().first_token(record.route, waited)
     except TransportError:
         cut = True
     except OSError:  # the client went away

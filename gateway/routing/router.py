@@ -8,6 +8,10 @@
     nothing left, or the attempt budget or deadline spent: refund the client, raise
 
 The caller streams or reads the open response, then calls `finish` exactly once.
+
+Each Redis round trip is a span with the routing decision and a `keyway_redis_script_duration`
+sample; each attempt is a client span (open until `finish`), sends the provider a `traceparent`
+naming that span, and counts once in `keyway_upstream_attempts_total`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from opentelemetry.util.types import AttributeValue
 
 from gateway.clients import Client
 from gateway.config import RoutingConfig
@@ -54,6 +60,8 @@ from gateway.state.store import (
     StateError,
     StateUnavailable,
 )
+from gateway.telemetry import tracing
+from gateway.telemetry.metrics import Metrics, admission_scope, get_metrics
 
 __all__ = ["Job", "OpenCall", "Router", "UpstreamRejection"]
 
@@ -77,6 +85,10 @@ class Job:
     est_tokens: int
     client_headers: list[tuple[str, str]]
     attempts: int = 0
+    deployment: Deployment | None = None
+    """The deployment of the latest attempt (for the access log)."""
+    key_id: str = ""
+    """The upstream key id of the latest attempt."""
     degraded: bool = False
     """Admitted by the in-process store because Redis was unreachable."""
     skipped: list[str] = field(default_factory=list)
@@ -93,6 +105,8 @@ class OpenCall:
     response: UpstreamResponse
     started: float
     first_byte: float
+    attempt: tracing.AttemptSpan
+    """The attempt's span: `finish` ends it, after the last byte."""
 
 
 class UpstreamRejection(Exception):
@@ -190,12 +204,24 @@ class Router:
             model=job.alias,
         )
 
-    def _submit_pool(self, lease: Lease, call: ScriptCall) -> None:
-        self.settler.submit([call], local=self.degraded.local if lease.local else None)
+    def _submit_pool(self, lease: Lease, call: ScriptCall, outcome: str) -> None:
+        if lease.local:
+            self.settler.submit([call], local=self.degraded.local)
+        else:
+            self.settler.submit([call], provider=lease.provider, outcome=outcome)
 
     def finish(self, call: OpenCall, outcome: str, *, tokens_in: int, tokens_out: int) -> None:
         """Settle the key and charge the client; -1 tokens = unknown (the estimate is charged)."""
         job = call.job
+        deployment = call.deployment
+        provider = deployment.pool.provider
+        m = get_metrics()
+        m.upstream_attempt(provider, call.key.id, outcome)
+        cost = cost_micros(deployment, tokens_in, tokens_out)
+        m.usage(deployment.model, tokens_in, tokens_out, cost)
+        attempt = call.attempt
+        attempt.usage(tokens_in, tokens_out)
+        attempt.end(outcome)
         pool_call = self._pool_settle(
             call.deployment,
             job,
@@ -206,12 +232,12 @@ class Router:
             learned=learn_quota(call.response.headers),
             latency_ms=int((call.first_byte - call.started) * 1000),
         )
-        cost = cost_micros(call.deployment, tokens_in, tokens_out)
         client_call = self._client_settle(job, "charge", tokens_in, tokens_out, cost)
         if not job.degraded and not call.lease.local:
-            self.settler.submit([pool_call, client_call])  # one round trip
+            # one round trip
+            self.settler.submit([pool_call, client_call], provider=provider, outcome=outcome)
             return
-        self._submit_pool(call.lease, pool_call)
+        self._submit_pool(call.lease, pool_call, outcome)
         if not job.degraded:
             self.settler.submit([client_call])
             return
@@ -231,11 +257,14 @@ class Router:
 
     async def open(self, job: Job) -> OpenCall:
         """Return an open 2xx response, or raise the GatewayError the client should see."""
+        m = get_metrics()
         deadline = time.monotonic() + self.cfg.deadline_s
         admitted = False
         last: GatewayError | None = None
         busy_wait = -1
         excluded: set[tuple[str, str]] = set()
+        moving_on = ""
+        """Why the previous key or deployment was left: counted once the next one is tried."""
         try:
             for deployment in job.chain:
                 pool = deployment.pool
@@ -247,7 +276,10 @@ class Router:
                     ]
                     if not candidates:
                         break
-                    lease_or_none = await self._acquire(job, deployment, candidates, admitted)
+                    if moving_on:
+                        m.fallback(moving_on)
+                        moving_on = ""
+                    lease_or_none = await self._acquire(job, deployment, candidates, admitted, m)
                     admitted = True
                     if isinstance(lease_or_none, NoKey):
                         job.skipped.append(lease_or_none.skipped)
@@ -259,15 +291,18 @@ class Router:
                                 if busy_wait < 0
                                 else min(busy_wait, lease_or_none.wait_ms)
                             )
+                        moving_on = "no_key"
                         break
                     lease = lease_or_none
                     key = pool.by_id[lease.key_id]
                     job.attempts += 1
-                    result = await self._attempt(job, deployment, key, lease)
+                    job.deployment = deployment
+                    job.key_id = key.id
+                    result = await self._attempt(job, deployment, key, lease, m)
                     if isinstance(result, OpenCall):
                         return result
                     excluded.add((pool.provider, key.id))
-                    last = result
+                    moving_on, last = result
         except BaseException:
             if admitted:
                 self.refund(job)
@@ -275,12 +310,15 @@ class Router:
         if admitted:
             self.refund(job)
         if busy_wait >= 0 and (last is None or isinstance(last, RateLimited)):
+            m.rate_limited("upstream_capacity")
             raise RateLimited(
                 f"every upstream key for model '{job.alias}' is at its limit; retry later",
                 code="upstream_capacity",
                 retry_after_s=max(1, -(-busy_wait // 1000)),
             )
         if last is not None:
+            if isinstance(last, RateLimited):
+                m.rate_limited("upstream_capacity")
             raise last
         raise ServiceUnavailable(
             f"no upstream key is available for model '{job.alias}'", code="no_available_key"
@@ -292,10 +330,11 @@ class Router:
         deployment: Deployment,
         candidates: list[tuple[str | int, ...]],
         admitted: bool,
+        m: Metrics,
     ) -> Lease | NoKey:
         """One round trip: acquire a key (and, on the first attempt, admit the client)."""
         try:
-            return await self._acquire_on(self.state, job, deployment, candidates, admitted)
+            return await self._acquire_on(self.state, job, deployment, candidates, admitted, m)
         except StateUnavailable:
             pass
         except StateError as exc:
@@ -310,7 +349,7 @@ class Router:
         if not admitted:
             job.degraded = True
         return await self._acquire_on(
-            self.degraded.local, job, deployment, self.degraded.candidates(candidates), admitted
+            self.degraded.local, job, deployment, self.degraded.candidates(candidates), admitted, m
         )
 
     async def _acquire_on(
@@ -320,6 +359,7 @@ class Router:
         deployment: Deployment,
         candidates: list[tuple[str | int, ...]],
         admitted: bool,
+        m: Metrics,
     ) -> Lease | NoKey:
         local = state is not self.state
         provider = deployment.pool.provider
@@ -334,9 +374,18 @@ class Router:
             candidates=candidates,
             model=deployment.model,
         )
+        traced = tracing.enabled()
         if admitted:
-            reply = (await state.run([acquire]))[0]
-            return state.parse_acquire(provider, lease_id, reply, local=local)
+            with tracing.redis_span(
+                "acquire", _decision_attributes(provider, candidates, local) if traced else None
+            ) as span:
+                sent = time.perf_counter()
+                reply = (await state.run([acquire]))[0]
+                if not local:
+                    m.redis_script("acquire", time.perf_counter() - sent)
+                got = state.parse_acquire(provider, lease_id, reply, local=local)
+                _note_decision(m, span, provider, got, traced)
+            return got
         client = job.client
         if local:
             rpm, tpm, day, month = self.degraded.client_limits(client)
@@ -354,13 +403,25 @@ class Router:
             budget_month_micros=month,
             hold_ttl_ms=self._lease_ttl_ms,
         )
-        replies = await state.run([admit, acquire])
-        admission = state.parse_admit(replies[0])
-        got = state.parse_acquire(provider, lease_id, replies[1], local=local)
-        if admission.admitted:
-            return got
+        with tracing.redis_span(
+            "admit+acquire", _decision_attributes(provider, candidates, local) if traced else None
+        ) as span:
+            sent = time.perf_counter()
+            replies = await state.run([admit, acquire])
+            if not local:
+                m.redis_script("admit+acquire", time.perf_counter() - sent)
+            admission = state.parse_admit(replies[0])
+            got = state.parse_acquire(provider, lease_id, replies[1], local=local)
+            if admission.admitted:
+                _note_decision(m, span, provider, got, traced)
+                return got
+            if traced:
+                span.set_attributes({"keyway.admitted": False, "keyway.refused": admission.reason})
+        m.rate_limited(admission_scope(admission.reason))
         if isinstance(got, Lease):
-            self._submit_pool(got, self._pool_settle(deployment, job, got, Outcome.REFUND))
+            self._submit_pool(
+                got, self._pool_settle(deployment, job, got, Outcome.REFUND), Outcome.REFUND
+            )
         if admission.reason == "tpm_exceeds_limit":
             raise BadRequest(
                 "this request needs more tokens than your tokens-per-minute limit allows",
@@ -373,43 +434,65 @@ class Router:
         )
 
     async def _attempt(
-        self, job: Job, deployment: Deployment, key: UpstreamKey, lease: Lease
-    ) -> OpenCall | GatewayError:
+        self, job: Job, deployment: Deployment, key: UpstreamKey, lease: Lease, m: Metrics
+    ) -> OpenCall | tuple[str, GatewayError]:
+        """One upstream call: an open 2xx, or (outcome, the error the client would get)."""
         adapter = deployment.pool.adapter
+        provider = deployment.pool.provider
         started = time.perf_counter()
         try:
             endpoint, body = job.prepare(deployment)
         except GatewayError:
-            self._submit_pool(lease, self._pool_settle(deployment, job, lease, Outcome.REFUND))
+            self._submit_pool(
+                lease, self._pool_settle(deployment, job, lease, Outcome.REFUND), Outcome.REFUND
+            )
             raise
+        attempt = (
+            tracing.upstream_span(
+                provider,
+                key.id,
+                deployment.model,
+                job.attempts,
+                system=tracing.gen_ai_system(adapter.kind),
+                operation=tracing.gen_ai_operation(endpoint.value),
+            )
+            if tracing.enabled()
+            else tracing.NO_ATTEMPT_SPAN
+        )
         try:
             response = await self.transport.send(
                 "POST",
                 adapter.url(endpoint, deployment.model),
-                adapter.headers(key.secret, job.client_headers),
+                adapter.headers(key.secret, attempt.headers_for_upstream(job.client_headers)),
                 body,
                 connect_timeout_s=adapter.connect_timeout_s,
                 read_timeout_s=adapter.read_timeout_s,
             )
         except TransportError as exc:
             timed_out = isinstance(exc, UpstreamTimeoutError)
-            log.warning(
-                "upstream %s key %s: %s", deployment.pool.provider, key.id, type(exc).__name__
-            )
+            word = "timeout" if timed_out else "connection_error"
+            m.upstream_attempt(provider, key.id, word)
+            attempt.end(word, error=exc)
+            log.warning("upstream %s key %s: %s", provider, key.id, type(exc).__name__)
             self._submit_pool(
                 lease,
                 self._pool_settle(deployment, job, lease, Outcome.SERVER_ERROR, latency_ms=-1),
+                Outcome.SERVER_ERROR,
             )
             if timed_out:
-                return UpstreamTimeout(
+                return word, UpstreamTimeout(
                     f"upstream for model '{job.alias}' timed out", code="upstream_timeout"
                 )
-            return UpstreamError(
+            return word, UpstreamError(
                 f"could not reach the upstream for model '{job.alias}'", code="upstream_unreachable"
             )
+        except BaseException as exc:  # cancelled while waiting: the span must still end
+            attempt.end(Outcome.CANCELLED, error=exc)
+            raise
         first_byte = time.perf_counter()
+        attempt.response(response.status)
         if 200 <= response.status < 300:
-            return OpenCall(job, deployment, key, lease, response, started, first_byte)
+            return OpenCall(job, deployment, key, lease, response, started, first_byte, attempt)
         try:
             payload = await response.read()
         except TransportError:
@@ -417,6 +500,8 @@ class Router:
         finally:
             await response.aclose()
         outcome = classify(response.status)
+        m.upstream_attempt(provider, key.id, outcome)
+        attempt.end(outcome)
         headers = response.headers
         cooldown = 0
         if outcome == Outcome.RATE_LIMITED:
@@ -435,14 +520,9 @@ class Router:
                 latency_ms=int((first_byte - started) * 1000),
                 reason=f"upstream answered {response.status}",
             ),
-        )
-        log.info(
-            "upstream %s key %s answered %d (%s)",
-            deployment.pool.provider,
-            key.id,
-            response.status,
             outcome,
         )
+        log.info("upstream %s key %s answered %d (%s)", provider, key.id, response.status, outcome)
         if outcome == Outcome.CLIENT_ERROR:
             raise UpstreamRejection(
                 deployment,
@@ -451,16 +531,39 @@ class Router:
                 headers.get("content-type", "application/json"),
             )
         if outcome == Outcome.RATE_LIMITED:
-            return RateLimited(
+            return outcome, RateLimited(
                 f"upstream rate limit for model '{job.alias}'",
                 code="upstream_rate_limited",
                 retry_after_s=max(1, cooldown // 1000),
             )
         if outcome == Outcome.AUTH_ERROR:
-            return ServiceUnavailable(
+            return outcome, ServiceUnavailable(
                 f"the upstream refused Keyway's key for model '{job.alias}'",
                 code="upstream_key_refused",
             )
-        return UpstreamError(
+        return outcome, UpstreamError(
             f"upstream error {response.status} for model '{job.alias}'", code="upstream_error"
         )
+
+
+def _decision_attributes(
+    provider: str, candidates: list[tuple[str | int, ...]], local: bool
+) -> dict[str, AttributeValue]:
+    """What a routing span knows before the reply (only built when tracing is on)."""
+    return {
+        "keyway.provider": provider,
+        "keyway.candidates": len(candidates),
+        "keyway.store": "local" if local else "redis",
+    }
+
+
+def _note_decision(
+    m: Metrics, span: tracing.ScriptSpan, provider: str, got: Lease | NoKey, traced: bool
+) -> None:
+    """Put the decision on the span; the key states acquire.lua saw on the metrics."""
+    if isinstance(got, NoKey):
+        m.keys_skipped(provider, got.skipped)
+        if traced:
+            span.set_attributes({"keyway.skipped": got.skipped, "keyway.wait_ms": got.wait_ms})
+    elif traced:
+        span.set_attributes({"keyway.key_id": got.key_id, "keyway.probe": got.probe})

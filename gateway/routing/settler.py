@@ -1,7 +1,8 @@
 """Settlements off the client's critical path: sent in the background, queued while Redis is away.
 
 Every settle script is idempotent by request id, so a batch whose reply was lost, or one
-replayed after an outage, is applied exactly once.
+replayed after an outage, is applied exactly once. settle.lua answers with the key's state after
+the outcome (its breaker); that answer feeds the `keyway_key_state` gauges.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
+from gateway.state.scripts import SETTLE
 from gateway.state.store import ScriptCall, SharedState, StateError, StateUnavailable
+from gateway.telemetry.metrics import get_metrics
 
 __all__ = ["Settler"]
 
@@ -31,21 +35,40 @@ class Settler:
     def queued(self) -> int:
         return len(self._queued)
 
-    def submit(self, calls: Sequence[ScriptCall], *, local: SharedState | None = None) -> None:
-        """Settle in the background: on Redis, or on `local` (the degraded-mode store)."""
-        coro = self._send(calls) if local is None else self._send_local(local, calls)
+    def submit(
+        self,
+        calls: Sequence[ScriptCall],
+        *,
+        local: SharedState | None = None,
+        provider: str = "",
+        outcome: str = "",
+    ) -> None:
+        """Settle in the background: on Redis, or on `local` (the degraded-mode store).
+
+        `provider` and `outcome`: those of the key settle among `calls`, to read the key's
+        state off its reply (not for a local settle: Redis holds the cluster's truth).
+        """
+        coro = (
+            self._send(calls, provider, outcome)
+            if local is None
+            else self._send_local(local, calls)
+        )
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, calls: Sequence[ScriptCall]) -> None:
+    async def _send(self, calls: Sequence[ScriptCall], provider: str, outcome: str) -> None:
         try:
-            await self._state.run(calls)
+            replies = await self._state.run(calls)
         except StateUnavailable:
             self._queued.append(calls)
             self._ensure_replayer()
+            return
         except StateError as exc:
             log.error("settlement rejected by redis: %s", exc)
+            return
+        if provider:
+            _note_key_states(calls, replies, provider, outcome)
 
     @staticmethod
     async def _send_local(local: SharedState, calls: Sequence[ScriptCall]) -> None:
@@ -85,3 +108,12 @@ class Settler:
                 log.error(
                     "shutdown: %d settlement batches could not be applied", len(still) + self.queued
                 )
+
+
+def _note_key_states(
+    calls: Sequence[ScriptCall], replies: Sequence[Any], provider: str, outcome: str
+) -> None:
+    """settle.lua replies {settled, key id, breaker state}: the key's state after `outcome`."""
+    for call, reply in zip(calls, replies, strict=True):
+        if call.script is SETTLE:
+            get_metrics().key_settled(provider, str(reply[1]), outcome, str(reply[2]))

@@ -7,23 +7,19 @@ loopback port, configured only by OTEL_* variables, as an operator would.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from concurrent import futures
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
-import grpc  # type: ignore[import-untyped]
 import pytest
 from opentelemetry import baggage
 from opentelemetry import context as otel_context
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from gateway.telemetry import tracing
+from tests import otlp_receiver
+from tests.otlp_receiver import Receiver
 
 __all__: list[str] = []
 
@@ -236,67 +232,21 @@ def test_unknown_protocol_is_refused() -> None:
 # -- the real exporters, configured by the environment ------------------------------------------
 
 
-class Received:
-    def __init__(self) -> None:
-        self.requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
-
-    def add(self, payload: bytes) -> None:
-        request = trace_service_pb2.ExportTraceServiceRequest()
-        request.ParseFromString(payload)
-        self.requests.append(request)
-
-    def spans(self) -> list[tuple[str, str, str]]:
-        """(service.name, trace id hex, span name) of every span received."""
-        out = []
-        for request in self.requests:
-            for rs in request.resource_spans:
-                attrs = {a.key: a.value.string_value for a in rs.resource.attributes}
-                for ss in rs.scope_spans:
-                    for span in ss.spans:
-                        out.append((attrs["service.name"], span.trace_id.hex(), span.name))
-        return out
+def triples(received: Receiver) -> list[tuple[str, str, str]]:
+    """(service.name, trace id hex, span name) of every span received."""
+    return [(s.service, s.trace_id, s.name) for s in received.spans()]
 
 
 @pytest.fixture()
-def http_receiver() -> Iterator[tuple[str, Received, list[str]]]:
-    received = Received()
-    paths: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            paths.append(self.path)
-            received.add(self.rfile.read(int(self.headers["content-length"])))
-            self.send_response(200)
-            self.send_header("content-type", "application/x-protobuf")
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", received, paths
-    server.shutdown()
-    server.server_close()
+def http_receiver() -> Iterator[tuple[str, Receiver]]:
+    with otlp_receiver.http_receiver() as receiver:
+        yield receiver
 
 
 @pytest.fixture()
-def grpc_receiver() -> Iterator[tuple[str, Received]]:
-    received = Received()
-
-    class Service(trace_service_pb2_grpc.TraceServiceServicer):
-        def Export(self, request: Any, context: Any) -> Any:
-            received.requests.append(request)
-            return trace_service_pb2.ExportTraceServiceResponse()
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), server)  # type: ignore[no-untyped-call]
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield f"http://127.0.0.1:{port}", received
-    server.stop(grace=None)
+def grpc_receiver() -> Iterator[tuple[str, Receiver]]:
+    with otlp_receiver.grpc_receiver() as receiver:
+        yield receiver
 
 
 def export_one_request(env: dict[str, str]) -> None:
@@ -308,30 +258,30 @@ def export_one_request(env: dict[str, str]) -> None:
 
 
 def test_otlp_http_export(
-    http_receiver: tuple[str, Received, list[str]], monkeypatch: pytest.MonkeyPatch
+    http_receiver: tuple[str, Receiver], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url, received, paths = http_receiver
+    url, received = http_receiver
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     export_one_request({"OTEL_EXPORTER_OTLP_ENDPOINT": url, "OTEL_SERVICE_NAME": "kw-http"})
-    assert sorted(received.spans()) == [
+    assert sorted(triples(received)) == [
         ("kw-http", TRACE_ID, f"POST {CHAT}"),
         ("kw-http", TRACE_ID, "chat gpt-4o-mini"),
     ]
-    assert set(paths) == {"/v1/traces"}
+    assert set(received.paths) == {"/v1/traces"}
 
 
 def test_otlp_http_signal_endpoint_is_used_as_is(
-    http_receiver: tuple[str, Received, list[str]], monkeypatch: pytest.MonkeyPatch
+    http_receiver: tuple[str, Receiver], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url, received, paths = http_receiver
+    url, received = http_receiver
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     export_one_request({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{url}/custom/traces"})
-    assert {name for name, _, _ in received.spans()} == {"keyway"}
-    assert set(paths) == {"/custom/traces"}
+    assert {name for name, _, _ in triples(received)} == {"keyway"}
+    assert set(received.paths) == {"/custom/traces"}
 
 
 def test_otlp_grpc_export(
-    grpc_receiver: tuple[str, Received], monkeypatch: pytest.MonkeyPatch
+    grpc_receiver: tuple[str, Receiver], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, received = grpc_receiver
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
@@ -342,7 +292,7 @@ def test_otlp_grpc_export(
             "OTEL_SERVICE_NAME": "kw-grpc",
         }
     )
-    assert sorted(received.spans()) == [
+    assert sorted(triples(received)) == [
         ("kw-grpc", TRACE_ID, f"POST {CHAT}"),
         ("kw-grpc", TRACE_ID, "chat gpt-4o-mini"),
     ]
