@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 from litestar import Litestar
@@ -10,6 +11,7 @@ from litestar.logging.config import LoggingConfig
 from gateway.admin.router import admin_router, openapi_config
 from gateway.api.anthropic_routes import anthropic_handlers
 from gateway.api.health import health_handlers
+from gateway.api.hot_paths import HotPathDispatcher
 from gateway.api.metrics_route import metrics_handler
 from gateway.api.openai_routes import openai_handlers
 from gateway.config import Config
@@ -23,11 +25,11 @@ __all__ = ["app_from_env", "create_app"]
 def create_app(cfg: Config, gateway: Gateway | None = None) -> Litestar:
     """Build the app for `cfg`; the Gateway connects on start-up and drains on shutdown."""
     gw = gateway or Gateway(cfg)
+    hot = [*openai_handlers(gw), *anthropic_handlers(gw)]
     app = Litestar(
         route_handlers=[
             *health_handlers(gw),
-            *openai_handlers(gw),
-            *anthropic_handlers(gw),
+            *hot,
             metrics_handler(),
             admin_router(gw),
         ],
@@ -38,6 +40,7 @@ def create_app(cfg: Config, gateway: Gateway | None = None) -> Litestar:
         debug=False,
     )
     app.state.gateway = gw
+    app.state.hot_routes = {path: handler.fn for handler in hot for path in handler.paths}
     return app
 
 
@@ -50,9 +53,18 @@ def _litestar_logging() -> LoggingConfig:
     )
 
 
-def app_from_env() -> Litestar:
-    """Granian's factory target: the config path comes from KEYWAY_CONFIG (set by `keyway serve`)."""
+def app_from_env() -> HotPathDispatcher:
+    """Granian's factory target: the config path comes from KEYWAY_CONFIG (set by `keyway serve`).
+
+    The hot endpoints are dispatched in front of Litestar (see gateway/api/hot_paths.py).
+    """
     path = os.environ["KEYWAY_CONFIG"]
     cfg = load_config(path)
     configure_logging(cfg.server.log_level)
-    return create_app(cfg)
+    app = create_app(cfg)
+    # everything built so far lives as long as the worker: keep it out of the cycle collector,
+    # and collect the young generation less often (profiles showed it at ~5% of a busy worker)
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+    return HotPathDispatcher(app, app.state.hot_routes)
