@@ -23,7 +23,7 @@ from gateway.api.anthropic_wire import (
 from gateway.api.asgi_io import ClientGone, Receive, Scope, Send, read_body, send_bytes, send_error
 from gateway.api.relay import relay_json, relay_stream
 from gateway.api.request_context import RequestHeaders, authenticate, new_request_id
-from gateway.api.request_report import CLIENT_GONE, note_job, report_request
+from gateway.api.request_report import CLIENT_GONE, method_label, note_job, report_request
 from gateway.api.stream_taps import AnthropicStreamTap, StreamShaper
 from gateway.clients import Client
 from gateway.errors import (
@@ -64,7 +64,7 @@ class MessagesEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        method: str = scope["method"]
+        method = method_label(scope["method"])
         record = AccessRecord(
             request_id=new_request_id(), route=self.route, status=500, latency_ms=0, method=method
         )

@@ -16,12 +16,18 @@ from gateway.telemetry import tracing
 from gateway.telemetry.access_log import ACCESS_LOGGER, AccessRecord, log_request
 from gateway.telemetry.metrics import get_metrics
 
-__all__ = ["CLIENT_GONE", "note_job", "report_request"]
+__all__ = ["CLIENT_GONE", "method_label", "note_job", "report_request"]
 
 CLIENT_GONE = 499
 """The status recorded (never sent) when the client left before its request was read."""
 
 _access = logging.getLogger(ACCESS_LOGGER)
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """The request method as a metric label and span name: a client cannot invent new series."""
+    return method if method in _METHODS else "OTHER"
 
 
 def note_job(record: AccessRecord, job: Job) -> None:

@@ -222,6 +222,10 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
 
 
+def _labels(samples: Samples) -> set[tuple[str, str]]:
+    return {label for _, labels in samples for label in labels}
+
+
 def test_metrics_move_by_the_right_amounts_across_workers(
     logs: Path, redis_url: str, fake: FakeControl, prefix: dict[str, str]
 ) -> None:
@@ -256,6 +260,15 @@ def test_metrics_move_by_the_right_amounts_across_workers(
         poll(settled)
         # whichever worker answers a scrape shows the sum of both
         again = [scrape(gw.url) for _ in range(6)]
+        # a made-up method gets its 405 without a series of its own
+        assert httpx.request("BREW", gw.url + CHAT_ROUTE, timeout=10).status_code == 405
+        brewed: Samples = {}
+
+        def brew_counted() -> bool:
+            brewed.update(scrape(gw.url))
+            return total(brewed, "keyway_requests_total", status="405") == 1
+
+        poll(brew_counted)
     finally:
         gw.stop()
 
@@ -296,6 +309,8 @@ def test_metrics_move_by_the_right_amounts_across_workers(
     assert len(cooling) == 1
     assert answers[0].headers["x-keyway-key"] not in cooling
     assert total(after, "keyway_degraded_mode") == 0
+    assert total(brewed, "proxy_requests_total", method="OTHER", status="405") == 1
+    assert ("method", "BREW") not in _labels(brewed)
     for samples in again:
         assert total(samples, "keyway_requests_total") == total(after, "keyway_requests_total")
         assert total(samples, "keyway_upstream_attempts_total") == total(
