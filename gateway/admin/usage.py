@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import msgspec
+
 from litestar import Controller, get
 from litestar.params import Parameter
 
@@ -27,7 +29,24 @@ from gateway.control.usage import (
 from gateway.secrets.keyring import Keyring
 from gateway.secrets.rotation import SealedCensus, census
 
-__all__ = ["StatusController", "UsageController", "secrets_status"]
+__all__ = ["DecisionView", "StatusController", "UsageController", "secrets_status"]
+
+
+class DecisionView(msgspec.Struct, kw_only=True):
+    """One routing decision: the key chosen (provider/key id), or the error, and why others not."""
+
+    at: float
+    request_id: str
+    client_id: str
+    model: str
+    attempts: int
+    chosen: str | None
+    skipped: list[str]
+    """Keys acquire passed over, as "key=reason" (rpm, tpm, cooldown, breaker_open, ...)."""
+    failed: list[str]
+    """Keys tried and left, as "provider/key=why"."""
+    error: str | None
+
 
 _DEFAULT_LAST = {"hour": 24, "day": 7}
 PeriodParam = Annotated[Period, Parameter(description="bucket size: hour or day")]
@@ -124,6 +143,14 @@ class StatusController(Controller):
             clients=len(snapshot.clients),
             problems=list(snapshot.problems),
         )
+
+    @get("/decisions", summary="This replica's recent routing decisions, newest first")
+    async def decisions(
+        self,
+        admin: AdminContext,
+        limit: Annotated[int, Parameter(ge=1, le=256, description="how many, newest first")] = 50,
+    ) -> list[DecisionView]:
+        return [DecisionView(**d) for d in admin.gw.router.decisions.recent(limit)]
 
     @get("/secrets", summary="Sealed upstream secrets per master key id")
     async def secrets(self, admin: AdminContext) -> SecretsStatus:

@@ -41,6 +41,7 @@ from gateway.providers.transport import (
     UpstreamTimeoutError,
     UpstreamTransport,
 )
+from gateway.routing.decisions import DecisionLog
 from gateway.routing.degraded import DegradedMode
 from gateway.routing.outcome import (
     NOTHING_LEARNED,
@@ -92,6 +93,8 @@ class Job:
     degraded: bool = False
     """Admitted by the in-process store because Redis was unreachable."""
     skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    """Keys tried and left, as "provider/key=why"."""
 
 
 @dataclass(slots=True)
@@ -143,6 +146,7 @@ class Router:
         self.transport = transport
         self.settler = settler
         self.cfg = routing
+        self.decisions = DecisionLog()
         self._lease_ttl_ms = int(routing.lease_ttl_s * 1000)
         b = routing.breaker
         self._breaker_args: tuple[int, ...] = (
@@ -257,6 +261,30 @@ class Router:
 
     async def open(self, job: Job) -> OpenCall:
         """Return an open 2xx response, or raise the GatewayError the client should see."""
+        try:
+            call = await self._open(job)
+        except GatewayError as err:
+            self._record(job, None, err.code or err.openai_type)
+            raise
+        except UpstreamRejection as rejection:
+            self._record(job, None, f"upstream_{rejection.status}")
+            raise
+        self._record(job, f"{call.deployment.pool.provider}/{call.key.id}", None)
+        return call
+
+    def _record(self, job: Job, chosen: str | None, error: str | None) -> None:
+        self.decisions.record(
+            request_id=job.request_id,
+            client_id=job.client.id,
+            alias=job.alias,
+            attempts=job.attempts,
+            chosen=chosen,
+            skipped=job.skipped,
+            failed=job.failed,
+            error=error,
+        )
+
+    async def _open(self, job: Job) -> OpenCall:
         m = get_metrics()
         deadline = time.monotonic() + self.cfg.deadline_s
         admitted = False
@@ -303,6 +331,7 @@ class Router:
                         return result
                     excluded.add((pool.provider, key.id))
                     moving_on, last = result
+                    job.failed.append(f"{pool.provider}/{key.id}={moving_on}")
         except BaseException:
             if admitted:
                 self.refund(job)

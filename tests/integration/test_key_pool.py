@@ -100,3 +100,29 @@ def test_two_gateway_processes_share_the_limits_exactly(
     assert {r.json()["error"]["code"] for r in client_limited} == {"client_rpm"}
     assert sum(fake.requests_by_key().values()) == 15
     assert all(v <= 10 for v in fake.requests_by_key().values())
+
+
+def test_recent_routing_decisions_say_which_key_and_why_not_the_others(
+    logs: Path, fake: FakeControl, fake_proc: Proc, redis_url: str, prefix: dict[str, str]
+) -> None:
+    admin_key = "admin-key-for-decisions-test"
+    env = {**prefix, "KEYWAY_ADMIN_KEYS": admin_key, "KEYWAY_CLIENT_KEY_SECRET": "s" * 32}
+    gw = start_gateway(logs, make_config(fake_proc.url, keys=2), redis_url=redis_url, env=env)
+    try:
+        with httpx.Client(base_url=gw.url, headers={"authorization": "Bearer sk-client-a"}) as http:
+            fake.fault("sk-fake-test-0001", "500")
+            fake.fault("sk-fake-test-0002", "500")
+            failed = http.post("/v1/chat/completions", json=CHAT)
+            assert failed.status_code == 502
+            fake.clear_faults()
+            ok = http.post("/v1/chat/completions", json=CHAT)
+            assert ok.status_code == 200
+            recent = http.get(
+                "/admin/decisions", headers={"authorization": f"Bearer {admin_key}"}
+            ).json()
+        newest, older = recent[0], recent[1]
+        assert newest["chosen"] == f"fake/{ok.headers['x-keyway-key']}" and newest["error"] is None
+        assert older["chosen"] is None and older["error"] == "upstream_error"
+        assert sorted(older["failed"]) == ["fake/k1=server_error", "fake/k2=server_error"]
+    finally:
+        gw.stop()
