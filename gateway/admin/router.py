@@ -31,6 +31,7 @@ from gateway.admin.auth import AdminAuth, audit, presented_key
 from gateway.admin.clients import ClientsController
 from gateway.admin.context import AdminContext
 from gateway.admin.models import ModelsController
+from gateway.admin.openapi import render_plugins
 from gateway.admin.providers import KeysController, ProvidersController
 from gateway.admin.usage import StatusController, UsageController
 from gateway.config_load import ConfigError
@@ -243,8 +244,9 @@ def openapi_config() -> OpenAPIConfig:
         title="Keyway",
         version=__version__,
         path="/docs",
+        render_plugins=render_plugins(),
         description="Keyway's admin API. Every /admin route needs an admin key "
-        "(KEYWAY_ADMIN_KEYS) as 'Authorization: Bearer <key>'.",
+        "(KEYWAY_ADMIN_KEYS) as 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
         components=Components(
             security_schemes={"AdminKey": SecurityScheme(type="http", scheme="bearer")}
         ),

@@ -48,7 +48,18 @@ Limit = Annotated[int, Meta(ge=1, le=1_000_000_000)]
 Weight = Annotated[int, Meta(ge=0, le=1_000_000)]
 Seconds = Annotated[float, Meta(gt=0, le=3600)]
 Usd = Annotated[float, Meta(gt=0, le=1_000_000_000)]
-Url = Annotated[str, Meta(min_length=8, max_length=2048)]
+Url = Annotated[
+    str,
+    Meta(
+        min_length=8,
+        max_length=2048,
+        description="http(s)://host[:port][/path]: no credentials, query or fragment",
+        # documented, not enforced here: gateway.control.url_policy has the final word
+        extra_json_schema={
+            "pattern": r"^https?://[A-Za-z0-9._~:\[\]-]+(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?$"
+        },
+    ),
+]
 Version = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 
