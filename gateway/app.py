@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 
 from litestar import Litestar
 from litestar.logging.config import LoggingConfig
+from litestar.types import Scope
 
 from gateway.admin.router import admin_router, openapi_config
 from gateway.api.anthropic_routes import anthropic_handlers
@@ -19,7 +21,9 @@ from gateway.config_load import load_config
 from gateway.runtime import Gateway
 from gateway.telemetry.access_log import configure_logging
 
-__all__ = ["app_from_env", "create_app"]
+__all__ = ["app_from_env", "create_app", "log_server_errors"]
+
+log = logging.getLogger("keyway")
 
 
 def create_app(cfg: Config, gateway: Gateway | None = None) -> Litestar:
@@ -33,6 +37,7 @@ def create_app(cfg: Config, gateway: Gateway | None = None) -> Litestar:
             metrics_handler(),
             admin_router(gw),
         ],
+        after_exception=[log_server_errors],
         on_startup=[gw.start],
         on_shutdown=[gw.stop],
         openapi_config=openapi_config(),
@@ -44,11 +49,18 @@ def create_app(cfg: Config, gateway: Gateway | None = None) -> Litestar:
     return app
 
 
+async def log_server_errors(exc: Exception, scope: Scope) -> None:
+    """Log what became a 5xx with its traceback; client errors (4xx) are answered, not logged."""
+    status = getattr(exc, "status_code", 500)
+    if isinstance(status, int) and status >= 500:
+        log.error("unhandled error on %s", scope.get("path", "?"), exc_info=exc)
+
+
 def _litestar_logging() -> LoggingConfig:
     """Litestar's records go to the root handlers (`configure_logging`), never its own."""
     return LoggingConfig(
         configure_root_logger=False,
-        log_exceptions="always",
+        log_exceptions="never",  # 5xx only, through log_server_errors: a 401 is not an incident
         loggers={"litestar": {"level": "INFO", "propagate": True, "handlers": []}},
     )
 

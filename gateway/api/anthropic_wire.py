@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
+from gateway.api.openai_wire import MAX_TOKENS_CAP
 from gateway.errors import BadRequest
 
 __all__ = ["CountTokensHead", "MessagesHead", "decode_messages_head", "parse_anthropic_usage"]
@@ -14,7 +15,7 @@ __all__ = ["CountTokensHead", "MessagesHead", "decode_messages_head", "parse_ant
 class MessagesHead(msgspec.Struct):
     model: str
     messages: list[msgspec.Raw]
-    max_tokens: int
+    max_tokens: Annotated[int, msgspec.Meta(le=MAX_TOKENS_CAP)]
     stream: bool | None = None
 
 

@@ -248,6 +248,8 @@ def openai_handlers(gw: Gateway) -> list[Any]:
         with tracing.server_span(scope["headers"], route, "GET") as span:
             try:
                 try:
+                    if scope["method"] != "GET":
+                        raise MethodNotAllowed("use GET for /v1/models", code="method_not_allowed")
                     client = authenticate(gw, RequestHeaders(scope))
                 except GatewayError as err:
                     record.status, record.error = err.status, err.code or ""

@@ -7,13 +7,14 @@ shape of messages) without building Python objects for the rest of the body.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from gateway.errors import BadRequest
 
 __all__ = [
+    "MAX_TOKENS_CAP",
     "ChatHead",
     "CompletionHead",
     "EmbeddingHead",
@@ -26,6 +27,11 @@ __all__ = [
 ]
 
 
+MAX_TOKENS_CAP = 10_000_000
+"""Above any model's output limit; keeps token estimates (and the Lua numbers) integral."""
+MaxTokens = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS_CAP)]
+
+
 class StreamOptions(msgspec.Struct):
     include_usage: bool | None = None
 
@@ -35,8 +41,8 @@ class ChatHead(msgspec.Struct):
     messages: list[msgspec.Raw]
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
+    max_tokens: MaxTokens | None = None
+    max_completion_tokens: MaxTokens | None = None
 
 
 class CompletionHead(msgspec.Struct):
@@ -44,7 +50,7 @@ class CompletionHead(msgspec.Struct):
     prompt: msgspec.Raw
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = None
+    max_tokens: MaxTokens | None = None
 
 
 class EmbeddingHead(msgspec.Struct):

@@ -285,6 +285,13 @@ class Router:
         )
 
     async def _open(self, job: Job) -> OpenCall:
+        if not any(d.pool.adapter.supports(job.endpoint) for d in job.chain):
+            raise BadRequest(
+                f"the model '{job.alias}' does not serve {job.endpoint.value}: "
+                "none of its deployments supports it",
+                param="model",
+                code="unsupported_endpoint",
+            )
         m = get_metrics()
         deadline = time.monotonic() + self.cfg.deadline_s
         admitted = False

@@ -33,10 +33,20 @@ async def test_concurrent_calls_resolve_in_order(redis_url: str) -> None:
 async def test_password_and_database_from_the_url(logs: Path) -> None:
     server = start_redis(logs)
     try:
-        subprocess.run(["redis-cli", "-p", str(server.port), "config", "set", "requirepass", "s3cret"], check=True, capture_output=True)
+        await asyncio.to_thread(
+            subprocess.run,
+            ["redis-cli", "-p", str(server.port), "config", "set", "requirepass", "s3cret"],
+            check=True,
+            capture_output=True,
+        )
         good = PipelinedRedis(f"redis://:s3cret@127.0.0.1:{server.port}/3", timeout_s=1)
         await good.execute("SET", "where", "db3")
-        check = subprocess.run(["redis-cli", "-p", str(server.port), "-a", "s3cret", "-n", "3", "get", "where"], capture_output=True, text=True)
+        check = await asyncio.to_thread(
+            subprocess.run,
+            ["redis-cli", "-p", str(server.port), "-a", "s3cret", "-n", "3", "get", "where"],
+            capture_output=True,
+            text=True,
+        )
         assert check.stdout.strip() == "db3"
         await good.aclose()
         bad = PipelinedRedis(f"redis://:wrong@127.0.0.1:{server.port}/0", timeout_s=1)
