@@ -100,7 +100,7 @@ local function open_breaker(h)
   if period > open_max then period = open_max end
   period = math.floor(period * (1 + 0.2 * jitter / 1000))
   redis.call('HSET', h, 'br', 'open', 'br_until', now + period, 'br_fails', 0,
-             'br_wstart', now, 'br_wtotal', 0, 'br_wfail', 0)
+             'br_wstart', now, 'br_wtotal', 0, 'br_wfail', 0, 'br_keys', 0, 'br_lastkey', '')
   redis.call('HDEL', h, 'br_probe', 'br_probe_exp')
 end
 
@@ -153,12 +153,18 @@ elseif outcome == 'ok' or outcome == 'server_error' then
   if mprobe == '1' and redis.call('HGET', mh, 'br_probe') == req then
     if failed then open_breaker(mh) else close_breaker(mh) end
   elseif mbr == 'closed' then
+    -- the model is down, not one key, only when the failing run spans two keys or more:
+    -- one bad key among good ones is its own breaker's business
     if failed then
-      if consec_max > 0 and tonumber(redis.call('HINCRBY', mh, 'br_fails', 1)) >= consec_max then
-        open_breaker(mh)
+      local fails = tonumber(redis.call('HINCRBY', mh, 'br_fails', 1))
+      if redis.call('HGET', mh, 'br_lastkey') ~= kid then
+        redis.call('HINCRBY', mh, 'br_keys', 1)
+        redis.call('HSET', mh, 'br_lastkey', kid)
       end
+      local keys = tonumber(redis.call('HGET', mh, 'br_keys'))
+      if consec_max > 0 and fails >= consec_max and keys >= 2 then open_breaker(mh) end
     else
-      redis.call('HSET', mh, 'br_fails', 0)
+      redis.call('HSET', mh, 'br_fails', 0, 'br_keys', 0, 'br_lastkey', '')
     end
   end
   redis.call('PEXPIRE', mh, 86400000)

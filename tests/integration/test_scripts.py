@@ -386,3 +386,13 @@ async def test_provider_model_breaker_opens_when_every_key_fails_for_that_model(
         isinstance(x, Lease)
         for x in [await acquire(state, cands, model="down-model") for _ in range(3)]
     )
+
+
+async def test_one_bad_key_never_opens_the_model_breaker(state: SharedState) -> None:
+    for _ in range(5):  # only key "a" fails, again and again
+        lease = await acquire(state, [("a", 0, 0, 0, 1)], model="shared-model")
+        if isinstance(lease, Lease):
+            await settle(state, lease, "server_error", model="shared-model")
+    assert (await key_state(state, "a"))["br"] == "open"
+    other = await acquire(state, [("b", 0, 0, 0, 1)], model="shared-model")
+    assert isinstance(other, Lease), "the model still serves through its healthy keys"
