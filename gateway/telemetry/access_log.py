@@ -12,10 +12,12 @@ never the key), the number of attempts, the status, the latency and the tokens.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -119,9 +121,82 @@ _ACCESS_TEXT: Final = (
 )
 
 
+class _BatchedAccessLines:
+    """Access lines written straight to stderr, all lines of one event-loop turn at once.
+
+    The `logging` path (LogRecord, handler lock, one write syscall per line) measured 55-65 µs
+    per request here; this one encodes with msgspec and shares one write among the requests of
+    a loop turn. Used once configure_logging installed the stderr handler; a line has the same
+    shape JsonFormatter or TextFormatter would give it.
+    """
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self.json = False
+        self.handler: logging.StreamHandler[Any] | None = None
+        self._pending: list[bytes] = []
+        self._scheduled = False
+        self._pid = os.getpid()
+
+    def write(self, record: AccessRecord) -> None:
+        model = record.model
+        if "sk-" in model or len(model) > 64:
+            model = redact(model)  # the one field a client writes freely
+        if self.json:
+            line = msgspec.structs.asdict(record)
+            line["model"] = model
+            head = {"ts": _timestamp(time.time()), "level": "info", "logger": ACCESS_LOGGER,
+                    "pid": self._pid, "msg": "request"}  # fmt: skip
+            self._pending.append(_encoder.encode({**head, **line}) + b"\n")
+        else:
+            text = _ACCESS_TEXT % (
+                record.method, record.route, record.status, record.latency_ms, record.request_id,
+                model or "-", record.deployment or "-", record.key_id or "-", record.attempts,
+                record.tokens_in, record.tokens_out,
+            )  # fmt: skip
+            stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+            self._pending.append(f"{stamp} INFO {ACCESS_LOGGER} {text}\n".encode())
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        stream = self.handler.stream if self.handler is not None else sys.stderr
+        try:
+            try:
+                fd = stream.fileno()
+            except (AttributeError, OSError, ValueError):  # not a file (a test's StringIO)
+                stream.write(data.decode())
+                stream.flush()
+                return
+            stream.flush()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except (OSError, ValueError):
+            pass  # a closed or odd stderr must not break a request
+
+
+_json_lines = _BatchedAccessLines()
+
+
 def log_request(record: AccessRecord) -> None:
     """Write the access line of one request (INFO on the `keyway.access` logger)."""
     if not _access.isEnabledFor(logging.INFO):
+        return
+    if _json_lines.enabled:
+        _json_lines.write(record)
         return
     # the text arguments are only formatted by TextFormatter; JsonFormatter reads the record
     _access.info(
@@ -208,6 +283,11 @@ def configure_logging(
     root.setLevel(level.upper())
     off = env.get("KEYWAY_ACCESS_LOG", "").strip().lower() in ("0", "off", "false", "no")
     _access.setLevel(logging.WARNING if off else logging.NOTSET)
+    # access lines skip `logging` (one write per loop turn); both formats keep their shape
+    _json_lines.enabled = True
+    _json_lines.json = isinstance(handler.formatter, JsonFormatter)
+    _json_lines.handler = handler
+    _json_lines._pid = os.getpid()
 
 
 def granian_log_config(fmt: str | None = None) -> dict[str, Any]:
