@@ -8,7 +8,6 @@ one server span, one `keyway_requests_total` sample and one access line (`reques
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import msgspec
@@ -20,16 +19,14 @@ from gateway.api.anthropic_wire import (
     decode_messages_head,
     parse_anthropic_usage,
 )
-from gateway.api.asgi_io import ClientGone, Receive, Scope, Send, read_body, send_bytes, send_error
+from gateway.api.asgi_io import Receive, Scope, Send
+from gateway.api.endpoint import Headers, RoutedEndpoint
 from gateway.api.relay import relay_json, relay_stream
-from gateway.api.request_context import RequestHeaders, authenticate, new_request_id
-from gateway.api.request_report import CLIENT_GONE, method_label, note_job, report_request
+from gateway.api.request_context import RequestHeaders
 from gateway.api.stream_taps import AnthropicStreamTap, StreamShaper
 from gateway.clients import Client
 from gateway.errors import (
     Forbidden,
-    GatewayError,
-    MethodNotAllowed,
     NotFound,
     UpstreamError,
     anthropic_error_body,
@@ -38,7 +35,6 @@ from gateway.providers.adapters import Endpoint
 from gateway.routing.router import Job, OpenCall, UpstreamRejection
 from gateway.routing.table import Deployment
 from gateway.runtime import Gateway
-from gateway.telemetry import tracing
 from gateway.telemetry.access_log import AccessRecord
 from gateway.translate import (
     OpenAIToAnthropicStream,
@@ -53,72 +49,18 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
 
 
-class MessagesEndpoint:
+class MessagesEndpoint(RoutedEndpoint):
     """POST /v1/messages (or count_tokens), bound to the gateway."""
 
-    def __init__(self, gw: Gateway, endpoint: Endpoint, head_type: type[Any], route: str) -> None:
-        self.gw = gw
-        self.endpoint = endpoint
-        self.head_type = head_type
-        self.route = route
+    anthropic = True
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        method = method_label(scope["method"])
-        record = AccessRecord(
-            request_id=new_request_id(), route=self.route, status=500, latency_ms=0, method=method
-        )
-        with tracing.server_span(scope["headers"], self.route, method) as span:
-            try:
-                await self._serve(scope, receive, send, record, started)
-            finally:
-                report_request(record, span, started, scope["headers"])
+    def _base_headers(self, request_id: bytes) -> Headers:
+        return [(b"request-id", request_id), (b"x-request-id", request_id)]
 
-    async def _serve(
-        self, scope: Scope, receive: Receive, send: Send, record: AccessRecord, started: float
-    ) -> None:
-        request_id = record.request_id.encode()
-        base_headers = [(b"request-id", request_id), (b"x-request-id", request_id)]
-        job: Job | None = None
-        try:
-            try:
-                if record.method != "POST":
-                    raise MethodNotAllowed(
-                        f"use POST for {scope['path']}", code="method_not_allowed"
-                    )
-                headers = RequestHeaders(scope)
-                client = authenticate(self.gw, headers)
-                record.client_id = client.id
-                body = await read_body(
-                    receive, self.gw.cfg.server.max_body_bytes, headers.content_length
-                )
-                job, head = self._job(record.request_id, client, headers, body)
-                record.model = job.alias
-                call = await self.gw.router.open(job)
-            except ClientGone:
-                record.status, record.error = CLIENT_GONE, "client_gone"
-                return
-            except UpstreamRejection as rejection:
-                payload = rejection.body
-                if not rejection.deployment.pool.adapter.speaks_anthropic:
-                    payload = openai_error_to_anthropic(rejection.status, payload)
-                record.status, record.error = rejection.status, "upstream_rejected"
-                await send_bytes(send, rejection.status, payload, base_headers)
-                return
-            except GatewayError as err:
-                if self.gw.degraded_mode:
-                    base_headers.append((b"x-keyway-degraded", b"redis-unavailable"))
-                record.status, record.error = err.status, err.code or ""
-                await send_error(send, err, base_headers, anthropic=True)
-                return
-            base_headers.append((b"x-keyway-key", call.key.id.encode()))
-            base_headers.append((b"x-keyway-attempts", str(job.attempts).encode()))
-            if job.degraded or call.lease.local:
-                base_headers.append((b"x-keyway-degraded", b"redis-unavailable"))
-            await self._respond(call, head, send, receive, base_headers, record, started)
-        finally:
-            if job is not None:
-                note_job(record, job)
+    def _rejection_body(self, rejection: UpstreamRejection) -> bytes:
+        if rejection.deployment.pool.adapter.speaks_anthropic:
+            return rejection.body
+        return openai_error_to_anthropic(rejection.status, rejection.body)
 
     def _job(
         self, request_id: str, client: Client, headers: RequestHeaders, body: bytes

@@ -1,0 +1,124 @@
+"""What every routed POST endpoint does, whatever its dialect: the request's life around routing.
+
+span + access record -> POST only -> authenticate -> read the capped body -> build the job
+(the dialect's part) -> router.open -> respond (the dialect's part), or the error in the
+dialect's shape; headers say which key served it, how many attempts, and degraded mode.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gateway.api.asgi_io import ClientGone, Receive, Scope, Send, read_body, send_bytes, send_error
+from gateway.api.request_context import RequestHeaders, authenticate, new_request_id
+from gateway.api.request_report import CLIENT_GONE, method_label, note_job, report_request
+from gateway.clients import Client
+from gateway.errors import GatewayError, MethodNotAllowed
+from gateway.providers.adapters import Endpoint
+from gateway.routing.router import Job, OpenCall, UpstreamRejection
+from gateway.runtime import Gateway
+from gateway.telemetry import tracing
+from gateway.telemetry.access_log import AccessRecord
+
+__all__ = ["Headers", "RoutedEndpoint"]
+
+Headers = list[tuple[bytes, bytes]]
+_DEGRADED = (b"x-keyway-degraded", b"redis-unavailable")
+
+
+class RoutedEndpoint:
+    """A POST endpoint bound to the gateway; subclasses speak one dialect."""
+
+    anthropic = False
+    """Errors in Anthropic's shape (else OpenAI's)."""
+
+    def __init__(self, gw: Gateway, endpoint: Endpoint, head_type: type[Any], route: str) -> None:
+        self.gw = gw
+        self.endpoint = endpoint
+        self.head_type = head_type
+        self.route = route
+
+    # -- the dialect's part ------------------------------------------------------------------
+
+    def _job(
+        self, request_id: str, client: Client, headers: RequestHeaders, body: bytes
+    ) -> tuple[Job, Any]:
+        raise NotImplementedError
+
+    async def _respond(
+        self,
+        call: OpenCall,
+        head: Any,
+        send: Send,
+        receive: Receive,
+        headers: Headers,
+        record: AccessRecord,
+        started: float,
+    ) -> None:
+        raise NotImplementedError
+
+    def _rejection_body(self, rejection: UpstreamRejection) -> bytes:
+        """An upstream 4xx body, translated when the upstream spoke the other dialect."""
+        raise NotImplementedError
+
+    def _base_headers(self, request_id: bytes) -> Headers:
+        return [(b"x-request-id", request_id)]
+
+    # -- the common part ---------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        method = method_label(scope["method"])
+        record = AccessRecord(
+            request_id=new_request_id(), route=self.route, status=500, latency_ms=0, method=method
+        )
+        with tracing.server_span(scope["headers"], self.route, method) as span:
+            try:
+                await self._serve(scope, receive, send, record, started)
+            finally:
+                report_request(record, span, started, scope["headers"])
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, record: AccessRecord, started: float
+    ) -> None:
+        base_headers = self._base_headers(record.request_id.encode())
+        job: Job | None = None
+        try:
+            try:
+                if record.method != "POST":
+                    raise MethodNotAllowed(
+                        f"use POST for {scope['path']}", code="method_not_allowed"
+                    )
+                headers = RequestHeaders(scope)
+                client = authenticate(self.gw, headers)
+                record.client_id = client.id
+                body = await read_body(
+                    receive, self.gw.cfg.server.max_body_bytes, headers.content_length
+                )
+                job, head = self._job(record.request_id, client, headers, body)
+                record.model = job.alias
+                call = await self.gw.router.open(job)
+            except ClientGone:
+                record.status, record.error = CLIENT_GONE, "client_gone"
+                return
+            except UpstreamRejection as rejection:
+                record.status, record.error = rejection.status, "upstream_rejected"
+                await send_bytes(
+                    send, rejection.status, self._rejection_body(rejection), base_headers
+                )
+                return
+            except GatewayError as err:
+                if self.gw.degraded_mode:
+                    base_headers.append(_DEGRADED)
+                record.status, record.error = err.status, err.code or ""
+                await send_error(send, err, base_headers, anthropic=self.anthropic)
+                return
+            base_headers.append((b"x-keyway-key", call.key.id.encode()))
+            base_headers.append((b"x-keyway-attempts", str(job.attempts).encode()))
+            if job.degraded or call.lease.local:
+                base_headers.append(_DEGRADED)
+            await self._respond(call, head, send, receive, base_headers, record, started)
+        finally:
+            if job is not None:
+                note_job(record, job)
