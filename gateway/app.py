@@ -12,6 +12,7 @@ from litestar.types import Scope
 
 from gateway.admin.router import admin_router, openapi_config
 from gateway.api.anthropic_routes import anthropic_handlers
+from gateway.api.cors import CORSGate
 from gateway.api.health import health_handlers
 from gateway.api.hot_paths import HotPathDispatcher
 from gateway.api.metrics_route import metrics_handler
@@ -65,7 +66,7 @@ def _litestar_logging() -> LoggingConfig:
     )
 
 
-def app_from_env() -> HotPathDispatcher:
+def app_from_env() -> HotPathDispatcher | CORSGate:
     """Granian's factory target: the config path comes from KEYWAY_CONFIG (set by `keyway serve`).
 
     The hot endpoints are dispatched in front of Litestar (see gateway/api/hot_paths.py).
@@ -79,4 +80,7 @@ def app_from_env() -> HotPathDispatcher:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
-    return HotPathDispatcher(app, app.state.hot_routes)
+    dispatcher = HotPathDispatcher(app, app.state.hot_routes)
+    if cfg.server.cors_origins:
+        return CORSGate(dispatcher, cfg.server.cors_origins)
+    return dispatcher

@@ -110,6 +110,9 @@ class ServerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     """Requests above this size get 413."""
     shutdown_timeout_s: float = 600.0
     """How long in-flight requests and streams may run on after SIGTERM."""
+    cors_origins: list[str] = []
+    """Browser origins allowed to call Keyway (CORS), e.g. ["https://app.example.com"] or ["*"];
+    empty: no CORS headers at all."""
 
 
 class BreakerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

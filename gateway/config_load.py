@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ def _set(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     node[path[-1]] = value
 
 
-_ENV_OVERRIDES: tuple[tuple[str, tuple[str, ...], type], ...] = (
+_ENV_OVERRIDES: tuple[tuple[str, tuple[str, ...], Callable[[str], Any]], ...] = (
     ("REDIS_URL", ("redis", "url"), str),
     ("KEYWAY_REDIS_PREFIX", ("redis", "prefix"), str),
     ("KEYWAY_HOST", ("server", "host"), str),
@@ -60,6 +60,11 @@ _ENV_OVERRIDES: tuple[tuple[str, tuple[str, ...], type], ...] = (
     ("KEYWAY_LOG_LEVEL", ("server", "log_level"), str),
     ("KEYWAY_MAX_BODY_BYTES", ("server", "max_body_bytes"), int),
     ("SHUTDOWN_TIMEOUT_SECONDS", ("server", "shutdown_timeout_s"), float),
+    (
+        "KEYWAY_CORS_ORIGINS",
+        ("server", "cors_origins"),
+        lambda v: [o.strip() for o in v.split(",") if o.strip()],
+    ),
     ("KEY_COOLDOWN_SECONDS", ("routing", "cooldown_s"), float),
 )
 
@@ -73,7 +78,7 @@ def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
         try:
             converted: Any = kind(value.lower() if path[-1] == "log_level" else value)
         except ValueError as exc:
-            raise ConfigError(f"{name}: {value!r} is not a valid {kind.__name__}") from exc
+            raise ConfigError(f"{name}: {value!r} is not valid here") from exc
         _set(raw, path, converted)
     return raw
 

@@ -223,3 +223,36 @@ def test_wrong_method_is_405_in_openai_shape(gateway: Proc) -> None:
     )
     assert r.status_code == 405
     assert r.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_cors_for_allowed_browser_origins_only(logs: Path, fake_proc: Proc, redis_url: str) -> None:
+    gw = start_gateway(
+        logs,
+        make_config(fake_proc.url),
+        redis_url=redis_url,
+        env={"KEYWAY_CORS_ORIGINS": "https://app.example.com", "KEYWAY_REDIS_PREFIX": "e2e-cors"},
+    )
+    try:
+        allowed = {"origin": "https://app.example.com"}
+        pre = httpx.options(
+            f"{gw.url}/v1/chat/completions",
+            headers={**allowed, "access-control-request-method": "POST",
+                     "access-control-request-headers": "authorization, content-type"},
+        )  # fmt: skip
+        assert pre.status_code == 204
+        assert pre.headers["access-control-allow-origin"] == "https://app.example.com"
+        assert "authorization" in pre.headers["access-control-allow-headers"]
+        r = httpx.post(
+            f"{gw.url}/v1/chat/completions",
+            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+            headers={**allowed, "authorization": "Bearer sk-client-a"},
+        )
+        assert r.status_code == 200
+        assert r.headers["access-control-allow-origin"] == "https://app.example.com"
+        other = httpx.get(
+            f"{gw.url}/v1/models",
+            headers={"origin": "https://evil.example", "authorization": "Bearer sk-client-a"},
+        )
+        assert other.status_code == 200 and "access-control-allow-origin" not in other.headers
+    finally:
+        gw.stop()
