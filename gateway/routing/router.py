@@ -19,12 +19,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from opentelemetry.util.types import AttributeValue
 
-from gateway.clients import Client
 from gateway.config import RoutingConfig
 from gateway.errors import (
     BadRequest,
@@ -34,29 +31,26 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from gateway.providers.adapters import Endpoint
 from gateway.providers.transport import (
     TransportError,
-    UpstreamResponse,
     UpstreamTimeoutError,
     UpstreamTransport,
 )
 from gateway.routing.decisions import DecisionLog
 from gateway.routing.degraded import DegradedMode
+from gateway.routing.job import Job, OpenCall, UpstreamRejection, cost_micros
 from gateway.routing.outcome import (
-    NOTHING_LEARNED,
-    Learned,
     Outcome,
     classify,
     cooldown_ms,
     learn_quota,
 )
+from gateway.routing.settlement import Settlement
 from gateway.routing.settler import Settler
 from gateway.routing.table import Deployment, UpstreamKey
 from gateway.state.store import (
     Lease,
     NoKey,
-    ScriptCall,
     SharedState,
     StateError,
     StateUnavailable,
@@ -69,65 +63,6 @@ __all__ = ["Job", "OpenCall", "Router", "UpstreamRejection"]
 log = logging.getLogger("keyway.router")
 
 _BUSY_REASONS = ("cooldown", "rpm", "tpm", "concurrency", "upstream_quota")
-
-
-@dataclass(slots=True)
-class Job:
-    """One client request, as the router needs it."""
-
-    request_id: str
-    client: Client
-    alias: str
-    endpoint: Endpoint
-    chain: tuple[Deployment, ...]
-    prepare: Callable[[Deployment], tuple[Endpoint, bytes]]
-    """The upstream operation and body for a deployment (the client's bytes when nothing
-    needs to change, a translation when the deployment speaks the other dialect)."""
-    est_tokens: int
-    client_headers: list[tuple[str, str]]
-    attempts: int = 0
-    deployment: Deployment | None = None
-    """The deployment of the latest attempt (for the access log)."""
-    key_id: str = ""
-    """The upstream key id of the latest attempt."""
-    degraded: bool = False
-    """Admitted by the in-process store because Redis was unreachable."""
-    skipped: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    """Keys tried and left, as "provider/key=why"."""
-
-
-@dataclass(slots=True)
-class OpenCall:
-    """A 2xx upstream response whose body has not been consumed yet."""
-
-    job: Job
-    deployment: Deployment
-    key: UpstreamKey
-    lease: Lease
-    response: UpstreamResponse
-    started: float
-    first_byte: float
-    attempt: tracing.AttemptSpan
-    """The attempt's span: `finish` ends it, after the last byte."""
-
-
-class UpstreamRejection(Exception):
-    """The upstream refused the request itself (a 4xx that is not about the key)."""
-
-    def __init__(self, deployment: Deployment, status: int, body: bytes, content_type: str) -> None:
-        super().__init__(f"upstream answered {status}")
-        self.deployment = deployment
-        self.status = status
-        self.body = body
-        self.content_type = content_type
-
-
-def cost_micros(deployment: Deployment, tokens_in: int, tokens_out: int) -> int:
-    price = deployment.price
-    if price is None or tokens_in < 0:
-        return 0 if price is None else -1
-    return round(tokens_in * price.input + max(tokens_out, 0) * price.output)
 
 
 class Router:
@@ -148,114 +83,14 @@ class Router:
         self.cfg = routing
         self.decisions = DecisionLog()
         self._lease_ttl_ms = int(routing.lease_ttl_s * 1000)
-        b = routing.breaker
-        self._breaker_args: tuple[int, ...] = (
-            b.consecutive_failures,
-            b.failure_rate_pct,
-            b.min_requests,
-            int(b.window_s * 1000),
-            int(b.open_s * 1000),
-            int(b.max_open_s * 1000),
-        )
-
-    # -- settle -------------------------------------------------------------------------------
-
-    def _pool_settle(
-        self,
-        deployment: Deployment,
-        job: Job,
-        lease: Lease,
-        outcome: str,
-        *,
-        tokens_in: int = -1,
-        tokens_out: int = -1,
-        cooldown: int = 0,
-        learned: Learned = NOTHING_LEARNED,
-        latency_ms: int = -1,
-        reason: str = "",
-    ) -> ScriptCall:
-        total = tokens_in + max(tokens_out, 0) if tokens_in >= 0 else -1
-        return self.state.settle_call(
-            lease,
-            (
-                outcome,
-                total,
-                cooldown,
-                learned.remaining_requests,
-                learned.remaining_tokens,
-                learned.reset_ms,
-                latency_ms,
-                *self._breaker_args,
-                random.randrange(1000),
-                reason,
-                tokens_in,
-                tokens_out,
-                max(cost_micros(deployment, tokens_in, tokens_out), 0),
-                deployment.model,
-            ),
-        )
-
-    def _client_settle(
-        self, job: Job, mode: str, tokens_in: int, tokens_out: int, cost: int
-    ) -> ScriptCall:
-        return self.state.client_settle_call(
-            job.client.id,
-            job.request_id,
-            mode=mode,
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            cost_micros=cost,
-            model=job.alias,
-        )
-
-    def _submit_pool(self, lease: Lease, call: ScriptCall, outcome: str) -> None:
-        if lease.local:
-            self.settler.submit([call], local=self.degraded.local)
-        else:
-            self.settler.submit([call], provider=lease.provider, outcome=outcome)
+        self.settlement = Settlement(state, settler, degraded, routing)
 
     def finish(self, call: OpenCall, outcome: str, *, tokens_in: int, tokens_out: int) -> None:
         """Settle the key and charge the client; -1 tokens = unknown (the estimate is charged)."""
-        job = call.job
-        deployment = call.deployment
-        provider = deployment.pool.provider
-        m = get_metrics()
-        m.upstream_attempt(provider, call.key.id, outcome)
-        cost = cost_micros(deployment, tokens_in, tokens_out)
-        m.usage(deployment.model, tokens_in, tokens_out, cost)
-        attempt = call.attempt
-        attempt.usage(tokens_in, tokens_out)
-        attempt.end(outcome)
-        pool_call = self._pool_settle(
-            call.deployment,
-            job,
-            call.lease,
-            outcome,
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            learned=learn_quota(call.response.headers),
-            latency_ms=int((call.first_byte - call.started) * 1000),
-        )
-        client_call = self._client_settle(job, "charge", tokens_in, tokens_out, cost)
-        if not job.degraded and not call.lease.local:
-            # one round trip
-            self.settler.submit([pool_call, client_call], provider=provider, outcome=outcome)
-            return
-        self._submit_pool(call.lease, pool_call, outcome)
-        if not job.degraded:
-            self.settler.submit([client_call])
-            return
-        self.settler.submit([client_call], local=self.degraded.local)
-        # the spend must reach Redis once it is back: an idempotent late charge
-        known = tokens_in >= 0
-        late_in = tokens_in if known else job.est_tokens
-        late_out = max(tokens_out, 0) if known else 0
-        late_cost = max(cost_micros(call.deployment, late_in, late_out), 0)
-        self.settler.submit([self._client_settle(job, "late", late_in, late_out, late_cost)])
+        self.settlement.finish(call, outcome, tokens_in=tokens_in, tokens_out=tokens_out)
 
     def refund(self, job: Job) -> None:
-        call = self._client_settle(job, "refund", 0, 0, 0)
-        self.settler.submit([call], local=self.degraded.local if job.degraded else None)
+        self.settlement.refund(job)
 
     # -- the attempt loop ---------------------------------------------------------------------
 
@@ -455,8 +290,8 @@ class Router:
                 span.set_attributes({"keyway.admitted": False, "keyway.refused": admission.reason})
         m.rate_limited(admission_scope(admission.reason))
         if isinstance(got, Lease):
-            self._submit_pool(
-                got, self._pool_settle(deployment, job, got, Outcome.REFUND), Outcome.REFUND
+            self.settlement.submit_pool(
+                got, self.settlement.pool_call(deployment, job, got, Outcome.REFUND), Outcome.REFUND
             )
         if admission.reason == "tpm_exceeds_limit":
             raise BadRequest(
@@ -479,8 +314,10 @@ class Router:
         try:
             endpoint, body = job.prepare(deployment)
         except GatewayError:
-            self._submit_pool(
-                lease, self._pool_settle(deployment, job, lease, Outcome.REFUND), Outcome.REFUND
+            self.settlement.submit_pool(
+                lease,
+                self.settlement.pool_call(deployment, job, lease, Outcome.REFUND),
+                Outcome.REFUND,
             )
             raise
         attempt = (
@@ -510,9 +347,11 @@ class Router:
             m.upstream_attempt(provider, key.id, word)
             attempt.end(word, error=exc)
             log.warning("upstream %s key %s: %s", provider, key.id, type(exc).__name__)
-            self._submit_pool(
+            self.settlement.submit_pool(
                 lease,
-                self._pool_settle(deployment, job, lease, Outcome.SERVER_ERROR, latency_ms=-1),
+                self.settlement.pool_call(
+                    deployment, job, lease, Outcome.SERVER_ERROR, latency_ms=-1
+                ),
                 Outcome.SERVER_ERROR,
             )
             if timed_out:
@@ -544,9 +383,9 @@ class Router:
             cooldown = cooldown_ms(
                 headers, default_s=self.cfg.cooldown_s, max_s=self.cfg.max_cooldown_s
             )
-        self._submit_pool(
+        self.settlement.submit_pool(
             lease,
-            self._pool_settle(
+            self.settlement.pool_call(
                 deployment,
                 job,
                 lease,

@@ -1,0 +1,141 @@
+"""Settlements of the router's calls: the settle scripts' arguments, and where they go.
+
+A successful call settles its key and charges its client in one round trip; in degraded mode
+the key is settled on the local store and the spend replayed to Redis as a "late" charge.
+"""
+
+from __future__ import annotations
+
+import random
+
+from gateway.config import RoutingConfig
+from gateway.routing.degraded import DegradedMode
+from gateway.routing.job import Job, OpenCall, cost_micros
+from gateway.routing.outcome import NOTHING_LEARNED, Learned, learn_quota
+from gateway.routing.settler import Settler
+from gateway.routing.table import Deployment
+from gateway.state.store import Lease, ScriptCall, SharedState
+from gateway.telemetry.metrics import get_metrics
+
+__all__ = ["Settlement"]
+
+
+class Settlement:
+    """Builds settle calls and submits them to Redis, or to the degraded-mode store."""
+
+    def __init__(
+        self,
+        state: SharedState,
+        settler: Settler,
+        degraded: DegradedMode,
+        routing: RoutingConfig,
+    ) -> None:
+        self.state = state
+        self.settler = settler
+        self.degraded = degraded
+        b = routing.breaker
+        self._breaker_args: tuple[int, ...] = (
+            b.consecutive_failures,
+            b.failure_rate_pct,
+            b.min_requests,
+            int(b.window_s * 1000),
+            int(b.open_s * 1000),
+            int(b.max_open_s * 1000),
+        )
+
+    def pool_call(
+        self,
+        deployment: Deployment,
+        job: Job,
+        lease: Lease,
+        outcome: str,
+        *,
+        tokens_in: int = -1,
+        tokens_out: int = -1,
+        cooldown: int = 0,
+        learned: Learned = NOTHING_LEARNED,
+        latency_ms: int = -1,
+        reason: str = "",
+    ) -> ScriptCall:
+        total = tokens_in + max(tokens_out, 0) if tokens_in >= 0 else -1
+        return self.state.settle_call(
+            lease,
+            (
+                outcome,
+                total,
+                cooldown,
+                learned.remaining_requests,
+                learned.remaining_tokens,
+                learned.reset_ms,
+                latency_ms,
+                *self._breaker_args,
+                random.randrange(1000),
+                reason,
+                tokens_in,
+                tokens_out,
+                max(cost_micros(deployment, tokens_in, tokens_out), 0),
+                deployment.model,
+            ),
+        )
+
+    def client_call(
+        self, job: Job, mode: str, tokens_in: int, tokens_out: int, cost: int
+    ) -> ScriptCall:
+        return self.state.client_settle_call(
+            job.client.id,
+            job.request_id,
+            mode=mode,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost_micros=cost,
+            model=job.alias,
+        )
+
+    def submit_pool(self, lease: Lease, call: ScriptCall, outcome: str) -> None:
+        if lease.local:
+            self.settler.submit([call], local=self.degraded.local)
+        else:
+            self.settler.submit([call], provider=lease.provider, outcome=outcome)
+
+    def finish(self, call: OpenCall, outcome: str, *, tokens_in: int, tokens_out: int) -> None:
+        """Settle the key and charge the client; -1 tokens = unknown (the estimate is charged)."""
+        job = call.job
+        deployment = call.deployment
+        provider = deployment.pool.provider
+        m = get_metrics()
+        m.upstream_attempt(provider, call.key.id, outcome)
+        cost = cost_micros(deployment, tokens_in, tokens_out)
+        m.usage(deployment.model, tokens_in, tokens_out, cost)
+        attempt = call.attempt
+        attempt.usage(tokens_in, tokens_out)
+        attempt.end(outcome)
+        pool_call = self.pool_call(
+            call.deployment,
+            job,
+            call.lease,
+            outcome,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            learned=learn_quota(call.response.headers),
+            latency_ms=int((call.first_byte - call.started) * 1000),
+        )
+        client_call = self.client_call(job, "charge", tokens_in, tokens_out, cost)
+        if not job.degraded and not call.lease.local:
+            # one round trip
+            self.settler.submit([pool_call, client_call], provider=provider, outcome=outcome)
+            return
+        self.submit_pool(call.lease, pool_call, outcome)
+        if not job.degraded:
+            self.settler.submit([client_call])
+            return
+        self.settler.submit([client_call], local=self.degraded.local)
+        # the spend must reach Redis once it is back: an idempotent late charge
+        known = tokens_in >= 0
+        late_in = tokens_in if known else job.est_tokens
+        late_out = max(tokens_out, 0) if known else 0
+        late_cost = max(cost_micros(call.deployment, late_in, late_out), 0)
+        self.settler.submit([self.client_call(job, "late", late_in, late_out, late_cost)])
+
+    def refund(self, job: Job) -> None:
+        call = self.client_call(job, "refund", 0, 0, 0)
+        self.settler.submit([call], local=self.degraded.local if job.degraded else None)
