@@ -26,8 +26,6 @@ from gateway.api.request_context import RequestHeaders
 from gateway.api.stream_taps import AnthropicStreamTap, StreamShaper
 from gateway.clients import Client
 from gateway.errors import (
-    Forbidden,
-    NotFound,
     UpstreamError,
     anthropic_error_body,
 )
@@ -67,13 +65,6 @@ class MessagesEndpoint(RoutedEndpoint):
     ) -> tuple[Job, Any]:
         head = decode_messages_head(body, self.head_type)
         alias: str = head.model
-        chain = self.gw.table.chain(alias)
-        if chain is None:
-            raise NotFound(f"model: {alias}", param="model", code="model_not_found")
-        if not client.may_use(alias):
-            raise Forbidden(
-                f"this key is not allowed to use the model '{alias}'", code="model_not_allowed"
-            )
         endpoint = self.endpoint
 
         def prepare(deployment: Deployment) -> tuple[Endpoint, bytes]:
@@ -87,15 +78,8 @@ class MessagesEndpoint(RoutedEndpoint):
             return Endpoint.CHAT, _encoder.encode(translated)
 
         max_tokens = getattr(head, "max_tokens", 0)
-        job = Job(
-            request_id=request_id,
-            client=client,
-            alias=alias,
-            endpoint=endpoint,
-            chain=chain,
-            prepare=prepare,
-            est_tokens=len(body) // 4 + max_tokens,
-            client_headers=headers.forwarded,
+        job = self._new_job(
+            request_id, client, headers, alias, prepare, len(body) // 4 + max_tokens
         )
         return job, head
 

@@ -8,15 +8,17 @@ dialect's shape; headers say which key served it, how many attempts, and degrade
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from gateway.api.asgi_io import ClientGone, Receive, Scope, Send, read_body, send_bytes, send_error
 from gateway.api.request_context import RequestHeaders, authenticate, new_request_id
 from gateway.api.request_report import CLIENT_GONE, method_label, note_job, report_request
 from gateway.clients import Client
-from gateway.errors import GatewayError, MethodNotAllowed
+from gateway.errors import Forbidden, GatewayError, MethodNotAllowed, NotFound
 from gateway.providers.adapters import Endpoint
 from gateway.routing.router import Job, OpenCall, UpstreamRejection
+from gateway.routing.table import Deployment
 from gateway.runtime import Gateway
 from gateway.telemetry import tracing
 from gateway.telemetry.access_log import AccessRecord
@@ -64,6 +66,41 @@ class RoutedEndpoint:
 
     def _base_headers(self, request_id: bytes) -> Headers:
         return [(b"x-request-id", request_id)]
+
+    def _chain(self, alias: str, client: Client) -> tuple[Deployment, ...]:
+        """The deployments of `alias`: 404 when it does not exist, 403 when the key may not use it."""
+        chain = self.gw.table.chain(alias)
+        if chain is None:
+            raise NotFound(
+                f"the model '{alias}' does not exist", param="model", code="model_not_found"
+            )
+        if not client.may_use(alias):
+            raise Forbidden(
+                f"this key is not allowed to use the model '{alias}'",
+                param="model",
+                code="model_not_allowed",
+            )
+        return chain
+
+    def _new_job(
+        self,
+        request_id: str,
+        client: Client,
+        headers: RequestHeaders,
+        alias: str,
+        prepare: Callable[[Deployment], tuple[Endpoint, bytes]],
+        est_tokens: int,
+    ) -> Job:
+        return Job(
+            request_id=request_id,
+            client=client,
+            alias=alias,
+            endpoint=self.endpoint,
+            chain=self._chain(alias, client),
+            prepare=prepare,
+            est_tokens=est_tokens,
+            client_headers=headers.forwarded,
+        )
 
     # -- the common part ---------------------------------------------------------------------
 

@@ -31,10 +31,8 @@ from gateway.api.request_report import report_request
 from gateway.api.stream_taps import OpenAIStreamTap, StreamShaper
 from gateway.clients import Client
 from gateway.errors import (
-    Forbidden,
     GatewayError,
     MethodNotAllowed,
-    NotFound,
     UpstreamError,
     openai_error_body,
 )
@@ -76,17 +74,6 @@ class OpenAIEndpoint(RoutedEndpoint):
     ) -> tuple[Job, Any]:
         head = decode_head(body, self.head_type)
         alias: str = head.model
-        chain = self.gw.table.chain(alias)
-        if chain is None:
-            raise NotFound(
-                f"the model '{alias}' does not exist", param="model", code="model_not_found"
-            )
-        if not client.may_use(alias):
-            raise Forbidden(
-                f"this key is not allowed to use the model '{alias}'",
-                param="model",
-                code="model_not_allowed",
-            )
         stream = bool(getattr(head, "stream", False))
         options = getattr(head, "stream_options", None)
         client_wants_usage = options is not None and bool(options.include_usage)
@@ -110,15 +97,8 @@ class OpenAIEndpoint(RoutedEndpoint):
                 return endpoint, passthrough
             return endpoint, with_model(body, deployment.model, include_usage=add_usage)
 
-        job = Job(
-            request_id=request_id,
-            client=client,
-            alias=alias,
-            endpoint=endpoint,
-            chain=chain,
-            prepare=prepare,
-            est_tokens=len(body) // 4 + max(int(max_tokens), 0),
-            client_headers=headers.forwarded,
+        job = self._new_job(
+            request_id, client, headers, alias, prepare, len(body) // 4 + max(int(max_tokens), 0)
         )
         return job, head
 
