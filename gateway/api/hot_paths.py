@@ -4,6 +4,12 @@ Profiles of the request path showed Litestar's per-request machinery (router, ex
 middleware, send wrapper) at about a fifth of a worker's CPU, more than the routing decision.
 The same handlers stay mounted in the Litestar app (its probes, admin API and OpenAPI docs are
 untouched); this dispatcher only lets the hot paths reach them without that layer.
+
+A path neither hot nor Litestar's (a typo, or an endpoint Keyway does not serve such as
+`/v1/responses`) is answered here with a 404 in the caller's dialect, as api.openai.com and
+api.anthropic.com answer it, so an SDK raises its NotFoundError with a readable body instead of
+parsing Litestar's `{"status_code", "detail"}`. That decision is taken only on a miss, so it costs
+the hot paths nothing.
 """
 
 from __future__ import annotations
@@ -12,31 +18,70 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from gateway.api.asgi_io import Receive, Scope, Send
+from gateway.api.asgi_io import Receive, Scope, Send, send_error
+from gateway.errors import NotFound
 
-__all__ = ["ASGIHandler", "HotPathDispatcher"]
+__all__ = ["ASGIHandler", "HotPathDispatcher", "unknown_url"]
 
 log = logging.getLogger("keyway.api")
 
 ASGIHandler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _INTERNAL = b'{"error":{"message":"internal error","type":"server_error","param":null,"code":"internal_error"}}'
+_SHOWN_PATH = 200
+"""At most this much of an unknown path is echoed in the 404 message."""
+
+
+def _head(path: str) -> str:
+    """The first segment of `path`: "admin" for /admin/clients, "" for /."""
+    return path.split("/", 2)[1] if path.startswith("/") else ""
+
+
+def unknown_url(scope: Scope) -> tuple[NotFound, bool]:
+    """The 404 for a path nothing serves, and whether it goes out in Anthropic's shape.
+
+    Anthropic's shape for /v1/messages... (the Anthropic SDK's batches, for one) and for any
+    request carrying `anthropic-version`, which the Anthropic SDK always sends; OpenAI's
+    otherwise, with the message and code api.openai.com gives.
+    """
+    path = scope["path"]
+    shown = path if len(path) <= _SHOWN_PATH else path[:_SHOWN_PATH] + "..."
+    err = NotFound(f"Invalid URL ({scope['method']} {shown})", code="unknown_url")
+    anthropic = path.startswith("/v1/messages") or any(
+        name == b"anthropic-version" for name, _ in scope["headers"]
+    )
+    return err, anthropic
 
 
 class HotPathDispatcher:
-    """path -> raw handler for the hot endpoints; everything else goes to the Litestar app."""
+    """path -> raw handler for the hot endpoints; Litestar's own paths go to the Litestar app.
+
+    Litestar's paths are known by their first segment (`admin`, `docs`, `metrics`, `livez`,
+    ...), read from `app.routes` once; a hot path with a trailing slash also goes to Litestar,
+    which routes it to the same handler as before. Anything else gets the dialect's 404.
+    """
 
     def __init__(self, app: Any, routes: Mapping[str, ASGIHandler]) -> None:
         self.app = app
         self.routes = dict(routes)
+        self.litestar_heads = frozenset(
+            _head(route.path) for route in getattr(app, "routes", ()) if route.path not in routes
+        )
 
     @property
     def state(self) -> Any:
         return self.app.state
 
+    def _litestar_serves(self, path: str) -> bool:
+        return _head(path) in self.litestar_heads or path.rstrip("/") in self.routes
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self.routes.get(scope["path"]) if scope["type"] == "http" else None
         if handler is None:
+            if scope["type"] == "http" and not self._litestar_serves(scope["path"]):
+                err, anthropic = unknown_url(scope)
+                await send_error(send, err, [], anthropic=anthropic)
+                return
             await self.app(scope, receive, send)
             return
         started = False
