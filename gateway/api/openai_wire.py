@@ -108,7 +108,15 @@ def parse_usage(body: bytes) -> tuple[int, int]:
 
 
 def splice_include_usage(body: bytes) -> bytes:
-    """Ask for the usage chunk without re-encoding: the body has no stream_options of its own."""
+    """Ask for the usage chunk without re-encoding: the body has no stream_options of its own.
+
+    A body with `"stream_options": null` is re-encoded instead: spliced, the key would appear
+    twice and upstream parsers keep the last one, the null, so no usage chunk would come back.
+    """
+    if b'"stream_options"' in body:
+        doc = _any_decoder.decode(body)
+        doc["stream_options"] = {"include_usage": True}
+        return _encoder.encode(doc)
     start = body.index(b"{")
     return body[: start + 1] + b'"stream_options":{"include_usage":true},' + body[start + 1 :]
 

@@ -112,7 +112,7 @@ class Endpoints:
         id_, created = new_id("chatcmpl-"), int(time.time())
         tokens = prompt_tokens + answer.completion_tokens
         if request.stream:
-            usage = request.stream_options is not None and request.stream_options.include_usage
+            usage = bool(request.stream_options and request.stream_options.include_usage)
             events = openai_wire.chat_chunks(id_, model, created, prompt_tokens, answer, usage)
             await self._answer(call, tokens, events=events)
         else:
@@ -134,7 +134,7 @@ class Endpoints:
         id_, created = new_id("cmpl-"), int(time.time())
         tokens = prompt_tokens + reply.completion_tokens
         if request.stream:
-            usage = request.stream_options is not None and request.stream_options.include_usage
+            usage = bool(request.stream_options and request.stream_options.include_usage)
             events = openai_wire.completion_chunks(id_, model, created, prompt_tokens, reply, usage)
             await self._answer(call, tokens, events=events)
         else:

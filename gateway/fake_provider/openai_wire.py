@@ -73,13 +73,16 @@ class NamedToolChoice(msgspec.Struct):
 
 
 class StreamOptions(msgspec.Struct):
-    include_usage: bool = False
+    include_usage: bool | None = False
 
 
 class ChatRequest(msgspec.Struct):
+    """api.openai.com takes null for `stream` and `stream_options` as not given (no stream, no
+    usage chunk), so the fake does too: a gateway passing a client's nulls on must not get a 400."""
+
     model: str = ""
     messages: list[ChatMessage] = msgspec.field(default_factory=list)
-    stream: bool = False
+    stream: bool | None = False
     stream_options: StreamOptions | None = None
     tools: list[ToolSpec] | None = None
     tool_choice: str | NamedToolChoice | None = None
@@ -90,7 +93,7 @@ class ChatRequest(msgspec.Struct):
 class CompletionRequest(msgspec.Struct):
     model: str = ""
     prompt: Any = ""
-    stream: bool = False
+    stream: bool | None = False
     stream_options: StreamOptions | None = None
     max_tokens: int | None = None
 

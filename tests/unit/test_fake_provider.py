@@ -198,6 +198,40 @@ async def test_chat_stream_without_include_usage_has_no_usage_field(
     assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
 
 
+@pytest.mark.parametrize(
+    ("path", "request_body", "kind"),
+    [
+        ("/v1/chat/completions", CHAT, "chat.completion"),
+        (
+            "/v1/completions",
+            {"model": "gpt-3.5-turbo-instruct", "prompt": "Once"},
+            "text_completion",
+        ),
+    ],
+)
+async def test_null_stream_and_stream_options_mean_not_streaming(
+    client: httpx.AsyncClient, path: str, request_body: dict[str, Any], kind: str
+) -> None:
+    """As api.openai.com: null is "not given", not a 400."""
+    nulls = {**request_body, "stream": None, "stream_options": None}
+    response = await client.post(path, json=nulls, headers=openai_headers())
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["object"] == kind
+
+
+async def test_null_stream_options_and_include_usage_stream_without_usage(
+    client: httpx.AsyncClient,
+) -> None:
+    for options in (None, {"include_usage": None}):
+        request = {**CHAT, "stream": True, "stream_options": options}
+        response = await client.post("/v1/chat/completions", json=request, headers=openai_headers())
+        assert response.status_code == 200, response.text
+        chunks = sse_data(response.text)
+        assert chunks[-1] == "[DONE]"
+        assert all("usage" not in c for c in chunks[:-1])
+
+
 async def test_tools_get_a_tool_call_with_schema_shaped_arguments(
     client: httpx.AsyncClient,
 ) -> None:
