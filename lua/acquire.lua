@@ -62,7 +62,11 @@ for _, rid in ipairs(expired) do
   if rec then
     local kid, probe, _, mprobe, lmodel = string.match(rec, '^([^|]*)|(%d)|(%d+)|(%d)|(.*)$')
     local kh = P .. ':k:' .. kid
-    if tonumber(redis.call('HINCRBY', kh, 'infl', -1)) < 0 then redis.call('HSET', kh, 'infl', 0) end
+    if tonumber(redis.call('HINCRBY', kh, 'infl', -1)) < 0 then
+      -- the key's hash had expired and HINCRBY made it anew: it gets a TTL like every other
+      redis.call('HSET', kh, 'infl', 0)
+      redis.call('PEXPIRE', kh, 86400000)
+    end
     if probe == '1' and redis.call('HGET', kh, 'br_probe') == rid then
       redis.call('HDEL', kh, 'br_probe')
     end
@@ -116,7 +120,15 @@ local function skip(c, reason, until_ms)
   if until_ms and until_ms > now and (wait < 0 or until_ms - now < wait) then wait = until_ms - now end
 end
 
-for _, c in ipairs(cands) do
+-- which candidates an operator (or a 401/403) disabled: one read for all of them
+local disabled = {}
+if n > 0 then
+  local ids = {}
+  for i, c in ipairs(cands) do ids[i] = c.id end
+  disabled = redis.call('HMGET', P .. ':disabled', (table.unpack or unpack)(ids))
+end
+
+for i, c in ipairs(cands) do
   local kh = P .. ':k:' .. c.id
   local f = redis.call('HMGET', kh, 'infl', 'cool_until', 'br', 'br_until', 'br_probe_exp',
                        'rem_req', 'rem_tok', 'rem_reset', 'lat')
@@ -124,7 +136,7 @@ for _, c in ipairs(cands) do
   local cool = tonumber(f[2]) or 0
   local br, br_until, probe_exp = f[3], tonumber(f[4]) or 0, tonumber(f[5]) or 0
   local rem_req, rem_tok, rem_reset = tonumber(f[6]), tonumber(f[7]), tonumber(f[8]) or 0
-  if redis.call('HEXISTS', P .. ':disabled', c.id) == 1 then
+  if disabled[i] then
     skip(c, 'disabled', nil)
   elseif cool > now then
     skip(c, 'cooldown', cool)
@@ -135,9 +147,15 @@ for _, c in ipairs(cands) do
   elseif c.conc > 0 and infl >= c.conc then
     skip(c, 'concurrency', now + 250)
   else
-    local w, wt = trim(c.id)
-    local count = redis.call('ZCARD', w)
-    local sum = tonumber(redis.call('HGET', wt, '_sum')) or 0
+    -- the windows of a key without rpm / tpm limits are not read here: it is trimmed when it
+    -- is chosen (below), so its window stays exact for the admin view and for a limit set later
+    local w, wt, count, sum = nil, nil, 0, 0
+    if c.rpm > 0 or c.tpm > 0 then
+      w, wt = trim(c.id)
+      c.trimmed = true
+      if c.rpm > 0 then count = redis.call('ZCARD', w) end
+      if c.tpm > 0 then sum = tonumber(redis.call('HGET', wt, '_sum')) or 0 end
+    end
     if c.rpm > 0 and count >= c.rpm then
       local oldest = redis.call('ZRANGE', w, 0, 0, 'WITHSCORES')
       skip(c, 'rpm', tonumber(oldest[2]) + WINDOW)
@@ -194,6 +212,7 @@ end
 -- reserve
 local kh = P .. ':k:' .. chosen.id
 local w, wt = P .. ':w:' .. chosen.id, P .. ':wt:' .. chosen.id
+if not chosen.trimmed then trim(chosen.id) end
 redis.call('HINCRBY', kh, 'infl', 1)
 if chosen.probe == 1 then
   redis.call('HSET', kh, 'br', 'half', 'br_probe', req, 'br_probe_exp', now + ttl)

@@ -55,9 +55,12 @@ for _, rid in ipairs(stale) do
   local rec = redis.call('HGET', adm, rid)
   if rec then
     local hc = tonumber(string.match(rec, '^%d+|(%d+)')) or 0
-    redis.call('HINCRBY', adm, '_cost', 0 - hc)  -- (0 - x): Lua 5.1 renders -0 as "-0", which HINCRBY refuses
-    redis.call('INCRBY', spend_d, hc)
-    redis.call('INCRBY', spend_m, hc)
+    if hc ~= 0 then
+      redis.call('HINCRBY', adm, '_cost', 0 - hc)  -- (0 - x): Lua 5.1 renders -0 as "-0", which HINCRBY refuses
+      -- a spend key gets its TTL when it is born (client_settle.lua does the same)
+      if tonumber(redis.call('INCRBY', spend_d, hc)) == hc then redis.call('PEXPIRE', spend_d, 2 * 86400000) end
+      if tonumber(redis.call('INCRBY', spend_m, hc)) == hc then redis.call('PEXPIRE', spend_m, 32 * 86400000) end
+    end
     redis.call('HDEL', adm, rid)
   end
   redis.call('ZREM', admz, rid)
@@ -109,10 +112,8 @@ redis.call('HINCRBY', wt, '_sum', est)
 redis.call('PEXPIRE', w, WINDOW + 1000)
 redis.call('PEXPIRE', wt, WINDOW + 1000)
 redis.call('HSET', adm, req, est .. '|' .. cost .. '|' .. spend_d .. '|' .. spend_m)
-redis.call('HINCRBY', adm, '_cost', cost)
+if cost ~= 0 then redis.call('HINCRBY', adm, '_cost', cost) end
 redis.call('ZADD', admz, now + hold_ttl, req)
 redis.call('PEXPIRE', adm, hold_ttl * 2)
 redis.call('PEXPIRE', admz, hold_ttl * 2)
-redis.call('PEXPIRE', spend_d, 2 * 86400000)
-redis.call('PEXPIRE', spend_m, 32 * 86400000)
 return {1, ''}

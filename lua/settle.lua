@@ -27,6 +27,9 @@
 -- ARGV[21] model             the upstream model: usage per model and its provider+model breaker
 --
 -- returns {settled (0 = already settled or swept), key id or '', breaker state ('closed'|'open'|'half')}
+--
+-- This script runs on every request: each Redis command in it costs the whole fleet (Redis is
+-- single-threaded), so reads of one hash are one HMGET and writes of one hash one HSET.
 local P, req, outcome = ARGV[1], ARGV[2], ARGV[3]
 local nums = {}
 for i = 4, 20 do
@@ -50,9 +53,16 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local kh = P .. ':k:' .. kid
 
+local HOUR, DAY = 3600000, 86400000
+
 redis.call('HDEL', lease_h, req)
 redis.call('ZREM', KEYS[1], req)
-if tonumber(redis.call('HINCRBY', kh, 'infl', -1)) < 0 then redis.call('HSET', kh, 'infl', 0) end
+-- acquire refreshes the key hash's TTL; a negative count means the hash expired meanwhile and
+-- HINCRBY made it anew, without a TTL: give it one
+if tonumber(redis.call('HINCRBY', kh, 'infl', -1)) < 0 then
+  redis.call('HSET', kh, 'infl', 0)
+  redis.call('PEXPIRE', kh, DAY)
+end
 
 -- the window keeps the request; its tokens become the real count
 local wt = P .. ':wt:' .. kid
@@ -80,16 +90,24 @@ if tokens >= 0 then
   end
 end
 
-if rem_req >= 0 and reset_ms >= 0 then
-  redis.call('HSET', kh, 'rem_req', math.floor(rem_req), 'rem_reset', now + math.floor(reset_ms))
+-- one read of the key's hash; its writes gather in `set`, sent as one HSET at the end
+local f = redis.call('HMGET', kh, 'br', 'br_probe', 'lat', 'br_wstart', 'br_wtotal', 'br_wfail',
+                     'br_fails')
+local br = f[1] or 'closed'
+local set = {}
+local function put(field, v)
+  set[#set + 1] = field
+  set[#set + 1] = v
 end
-if rem_tok >= 0 and reset_ms >= 0 then
-  redis.call('HSET', kh, 'rem_tok', math.floor(rem_tok), 'rem_reset', now + math.floor(reset_ms))
+if reset_ms >= 0 and (rem_req >= 0 or rem_tok >= 0) then
+  if rem_req >= 0 then put('rem_req', math.floor(rem_req)) end
+  if rem_tok >= 0 then put('rem_tok', math.floor(rem_tok)) end
+  put('rem_reset', now + math.floor(reset_ms))
 end
 if lat >= 0 then
-  local old = tonumber(redis.call('HGET', kh, 'lat'))
+  local old = tonumber(f[3])
   local new = old and (old * 0.8 + lat * 0.2) or lat
-  redis.call('HSET', kh, 'lat', math.floor(new))
+  put('lat', math.floor(new))
 end
 
 -- a breaker lives in a hash (the key's, or the provider+model's): open it for a period that
@@ -110,91 +128,139 @@ local function close_breaker(h)
   redis.call('HDEL', h, 'br_probe', 'br_probe_exp', 'br_until')
 end
 
-local is_probe = probe == '1' and redis.call('HGET', kh, 'br_probe') == req
+local is_probe = probe == '1' and f[2] == req
 local function release_model_probe()
   local mh = P .. ':m:' .. ARGV[21]
   if mprobe == '1' and redis.call('HGET', mh, 'br_probe') == req then
     redis.call('HDEL', mh, 'br_probe', 'br_probe_exp')
   end
 end
-local br = redis.call('HGET', kh, 'br') or 'closed'
 
 if outcome == 'auth_error' then
   redis.call('HSET', P .. ':disabled', kid, ARGV[17])
 elseif outcome == 'rate_limited' then
-  if cool_ms > 0 then redis.call('HSET', kh, 'cool_until', now + math.floor(cool_ms)) end
+  if cool_ms > 0 then put('cool_until', now + math.floor(cool_ms)) end
   if is_probe then redis.call('HDEL', kh, 'br_probe', 'br_probe_exp') end
   release_model_probe()
 elseif outcome == 'ok' or outcome == 'server_error' then
   local failed = outcome == 'server_error'
   if is_probe then
-    if failed then open_breaker(kh) else close_breaker(kh) end
+    if failed then open_breaker(kh) br = 'open' else close_breaker(kh) br = 'closed' end
   elseif br == 'closed' then
-    local f = redis.call('HMGET', kh, 'br_wstart', 'br_wtotal', 'br_wfail')
-    local wstart, wtotal, wfail = tonumber(f[1]) or now, tonumber(f[2]) or 0, tonumber(f[3]) or 0
+    local wstart, wtotal, wfail = tonumber(f[4]) or now, tonumber(f[5]) or 0, tonumber(f[6]) or 0
     if now - wstart >= rate_win then wstart, wtotal, wfail = now, 0, 0 end
     wtotal = wtotal + 1
     local fails = 0
     if failed then
       wfail = wfail + 1
-      fails = tonumber(redis.call('HINCRBY', kh, 'br_fails', 1))
-    else
-      redis.call('HSET', kh, 'br_fails', 0)
+      fails = (tonumber(f[7]) or 0) + 1
     end
-    redis.call('HSET', kh, 'br_wstart', wstart, 'br_wtotal', wtotal, 'br_wfail', wfail)
     if failed and ((consec_max > 0 and fails >= consec_max)
         or (wtotal >= min_vol and wfail * 100 >= rate_pct * wtotal)) then
       open_breaker(kh)
+      br = 'open'
+    else
+      put('br_fails', fails)
+      put('br_wstart', wstart)
+      put('br_wtotal', wtotal)
+      put('br_wfail', wfail)
     end
   end
-  -- the provider+model breaker: consecutive failures across all keys of the pool for it
+  -- the provider+model breaker: consecutive failures across all keys of the pool for it. Its
+  -- hash is written (and its TTL refreshed) only when its state changes: a success on a closed,
+  -- clean breaker, the common case, costs one read
   local mh = P .. ':m:' .. ARGV[21]
-  local mbr = redis.call('HGET', mh, 'br') or 'closed'
-  if mprobe == '1' and redis.call('HGET', mh, 'br_probe') == req then
+  local mf = redis.call('HMGET', mh, 'br', 'br_probe', 'br_fails', 'br_keys', 'br_lastkey')
+  local mbr = mf[1] or 'closed'
+  local mfails, mkeys, mlast = tonumber(mf[3]) or 0, tonumber(mf[4]) or 0, mf[5] or ''
+  if mprobe == '1' and mf[2] == req then
     if failed then open_breaker(mh) else close_breaker(mh) end
+    redis.call('PEXPIRE', mh, DAY)
   elseif mbr == 'closed' then
     -- the model is down, not one key, only when the failing run spans two keys or more:
     -- one bad key among good ones is its own breaker's business
     if failed then
-      local fails = tonumber(redis.call('HINCRBY', mh, 'br_fails', 1))
-      if redis.call('HGET', mh, 'br_lastkey') ~= kid then
-        redis.call('HINCRBY', mh, 'br_keys', 1)
-        redis.call('HSET', mh, 'br_lastkey', kid)
+      mfails = mfails + 1
+      if mlast ~= kid then mkeys = mkeys + 1 end
+      if consec_max > 0 and mfails >= consec_max and mkeys >= 2 then
+        open_breaker(mh)
+      else
+        redis.call('HSET', mh, 'br_fails', mfails, 'br_keys', mkeys, 'br_lastkey', kid)
       end
-      local keys = tonumber(redis.call('HGET', mh, 'br_keys'))
-      if consec_max > 0 and fails >= consec_max and keys >= 2 then open_breaker(mh) end
-    else
+      redis.call('PEXPIRE', mh, DAY)
+    elseif mfails ~= 0 or mkeys ~= 0 or mlast ~= '' then
       redis.call('HSET', mh, 'br_fails', 0, 'br_keys', 0, 'br_lastkey', '')
+      redis.call('PEXPIRE', mh, DAY)
     end
   end
-  redis.call('PEXPIRE', mh, 86400000)
 else
   -- client_error / cancelled say nothing about the key; a probe that ends so frees the slot
   if is_probe then redis.call('HDEL', kh, 'br_probe', 'br_probe_exp') end
   release_model_probe()
 end
--- usage by hour and by day, per key and per model
+if #set > 0 then redis.call('HSET', kh, (table.unpack or unpack)(set)) end
+
+-- usage: one field group per (key, model) pair, in the hour bucket only. Day buckets are
+-- filled by a roll-up, once an hour: `<P>:u:last` holds the last hour written; every hour bucket
+-- before it has been added into its day bucket, so a day = its bucket + the marker's hour bucket
+-- when that hour falls in the day (gateway/control/usage.py reads it so). Key ids cannot hold
+-- '|' or ':', so `<key id>|<model>:<metric>` parses back whatever the model name holds.
 local tin, tout, cost = nums[18], nums[19], math.floor(nums[20])
 if tin < 0 then tin = est end
 if tout < 0 then tout = 0 end
 local failed_call = (outcome ~= 'ok') and 1 or 0
-local buckets = {{P .. ':u:h:' .. math.floor(now / 3600000), 8 * 86400000},
-                 {P .. ':u:d:' .. math.floor(now / 86400000), 400 * 86400000}}
-local function add(h, field, v)
-  if v ~= 0 then redis.call('HINCRBY', h, field, v) end
-end
-for _, b in ipairs(buckets) do
-  local fresh = false
-  for _, who in ipairs({'k:' .. kid, 'm:' .. ARGV[21]}) do
-    -- zero increments are skipped and the TTL is set once, when the bucket is born:
-    -- this loop runs on every request, so every command counts
-    if redis.call('HINCRBY', b[1], who .. ':req', 1) == 1 then fresh = true end
-    add(b[1], who .. ':in', math.floor(tin))
-    add(b[1], who .. ':out', math.floor(tout))
-    add(b[1], who .. ':cost', cost)
-    add(b[1], who .. ':err', failed_call)
+local hour = math.floor(now / HOUR)
+local hb, mark = P .. ':u:h:' .. hour, P .. ':u:last'
+
+-- add hour h's bucket into its day; only fields of this layout (a '|' before any ':'): older
+-- buckets also hold `k:`/`m:` fields, which were written to the day bucket at the time
+local function roll_up(h)
+  local src, d = P .. ':u:h:' .. h, math.floor(h / 24)
+  local dst = P .. ':u:d:' .. d
+  local fields = redis.call('HGETALL', src)
+  local n = 0
+  for i = 1, #fields, 2 do
+    if string.find(fields[i], '^[^:|]*|') then
+      redis.call('HINCRBY', dst, fields[i], fields[i + 1])
+      n = n + 1
+    end
   end
-  if fresh then redis.call('PEXPIRE', b[1], b[2]) end
+  if n > 0 then redis.call('PEXPIREAT', dst, (d + 401) * DAY) end
+  -- an hour bucket waits for its roll-up however long that takes, then keeps the 8 days
+  if #fields > 0 then redis.call('PEXPIREAT', src, (h + 1) * HOUR + 8 * DAY) end
 end
-redis.call('PEXPIRE', kh, 86400000)
-return {1, kid, redis.call('HGET', kh, 'br') or 'closed'}
+
+local last = tonumber(redis.call('HGET', mark, 'h'))
+local behind = false
+if not last or last < hour then
+  if last then roll_up(last) end
+  redis.call('HSET', mark, 'h', hour)
+  redis.call('PEXPIRE', mark, 400 * DAY)
+elseif last > hour then
+  behind = true  -- Redis's clock stepped back past the marker: this hour is rolled up already
+end
+local day_b = P .. ':u:d:' .. math.floor(hour / 24)
+local g = kid .. '|' .. ARGV[21] .. ':'
+local function add(metric, v)
+  if v ~= 0 then
+    redis.call('HINCRBY', hb, g .. metric, v)
+    if behind then redis.call('HINCRBY', day_b, g .. metric, v) end
+  end
+end
+-- zero increments are skipped, and the TTL is set when a field group is born
+if redis.call('HINCRBY', hb, g .. 'req', 1) == 1 then
+  if behind then
+    redis.call('PEXPIREAT', hb, (hour + 1) * HOUR + 8 * DAY)
+  else
+    redis.call('PEXPIRE', hb, 400 * DAY)
+  end
+end
+if behind then
+  redis.call('HINCRBY', day_b, g .. 'req', 1)
+  redis.call('PEXPIREAT', day_b, (math.floor(hour / 24) + 401) * DAY)
+end
+add('in', math.floor(tin))
+add('out', math.floor(tout))
+add('cost', cost)
+add('err', failed_call)
+return {1, kid, br}

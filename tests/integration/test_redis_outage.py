@@ -122,7 +122,9 @@ def test_degraded_mode_takes_a_local_share_and_replays_charges_once(
 
 
 def _requests_charged(r: redis.Redis) -> int:  # type: ignore[type-arg]
+    """Requests in the client's usage: each is written once, to its hour bucket, per alias."""
     total = 0
-    for key in r.scan_iter("kw:{client:team-a}:u:d:*"):
-        total += int(r.hget(key, "all:req") or 0)
+    for key in r.scan_iter("kw:{client:team-a}:u:h:*"):
+        fields = r.hgetall(key)
+        total += sum(int(v) for f, v in fields.items() if f.startswith("a:") and f.endswith(":req"))
     return total

@@ -396,3 +396,38 @@ async def test_one_bad_key_never_opens_the_model_breaker(state: SharedState) -> 
     assert (await key_state(state, "a"))["br"] == "open"
     other = await acquire(state, [("b", 0, 0, 0, 1)], model="shared-model")
     assert isinstance(other, Lease), "the model still serves through its healthy keys"
+
+
+async def test_a_disabled_key_among_others_is_skipped_and_the_rest_serve(
+    state: SharedState,
+) -> None:
+    cands: list[tuple[str | int, ...]] = [("a", 0, 0, 0, 1), ("b", 0, 0, 0, 1), ("c", 0, 0, 0, 1)]
+    lease = await acquire(state, [("b", 0, 0, 0, 1)])
+    assert isinstance(lease, Lease)
+    await settle(state, lease, "auth_error")
+    chosen = {g.key_id for g in [await acquire(state, cands, rnd=i) for i in range(6)]
+              if isinstance(g, Lease)}  # fmt: skip
+    assert chosen == {"a", "c"}
+    refused = await acquire(state, [("b", 0, 0, 0, 1), ("a", 0, 0, 1, 1)])
+    assert isinstance(refused, NoKey)
+    assert refused.skipped == "b=disabled,a=concurrency"
+
+
+async def test_a_key_without_limits_keeps_an_exact_window(state: SharedState) -> None:
+    """Its window is not read while it has no limits, yet a limit set later sees the last minute,
+    and entries older than the window leave it (with their tokens) when the key is chosen."""
+    unlimited: list[tuple[str | int, ...]] = [("a", 0, 0, 0, 1)]
+    p = pool_prefix(state.prefix, "p")
+    redis = state.handle.client
+    old_ms = (await state.handle.client.time())[0] * 1000 - 61_000
+    await redis.zadd(f"{p}:w:a", {"ancient": old_ms})
+    await redis.hset(f"{p}:wt:a", mapping={"ancient": 500, "_sum": 500})
+    for _ in range(2):
+        assert isinstance(await acquire(state, unlimited, tokens=7), Lease)
+    assert await redis.zscore(f"{p}:w:a", "ancient") is None
+    assert await window_sum(state, "a") == 14
+    limited = await acquire(state, [("a", 2, 0, 0, 1)])
+    assert isinstance(limited, NoKey) and limited.skipped == "a=rpm"
+    assert isinstance(await acquire(state, [("a", 0, 20, 0, 1)], tokens=6), Lease)
+    refused = await acquire(state, [("a", 0, 20, 0, 1)], tokens=1)
+    assert isinstance(refused, NoKey) and refused.skipped == "a=tpm"
