@@ -17,6 +17,7 @@ from gateway.api.health import health_handlers
 from gateway.api.hot_paths import HotPathDispatcher
 from gateway.api.metrics_route import metrics_handler
 from gateway.api.openai_routes import openai_handlers
+from gateway.api.responses_routes import responses_handlers
 from gateway.config import Config
 from gateway.config_load import load_config
 from gateway.runtime import Gateway
@@ -30,7 +31,7 @@ log = logging.getLogger("keyway")
 def create_app(cfg: Config, gateway: Gateway | None = None) -> Litestar:
     """Build the app for `cfg`; the Gateway connects on start-up and drains on shutdown."""
     gw = gateway or Gateway(cfg)
-    hot = [*openai_handlers(gw), *anthropic_handlers(gw)]
+    hot = [*openai_handlers(gw), *responses_handlers(gw), *anthropic_handlers(gw)]
     app = Litestar(
         route_handlers=[
             *health_handlers(gw),

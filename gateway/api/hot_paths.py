@@ -6,7 +6,7 @@ The same handlers stay mounted in the Litestar app (its probes, admin API and Op
 untouched); this dispatcher only lets the hot paths reach them without that layer.
 
 A path neither hot nor Litestar's (a typo, or an endpoint Keyway does not serve such as
-`/v1/responses`) is answered here with a 404 in the caller's dialect, as api.openai.com and
+`/v1/batches`) is answered here with a 404 in the caller's dialect, as api.openai.com and
 api.anthropic.com answer it, so an SDK raises its NotFoundError with a readable body instead of
 parsing Litestar's `{"status_code", "detail"}`. That decision is taken only on a miss, so it costs
 the hot paths nothing.

@@ -79,8 +79,11 @@ _MISSING = re.compile(r"missing required field `([^`]+)`")
 
 def decode_head(body: bytes, kind: type[Any]) -> Any:
     """Validate the routed fields of `body`; BadRequest names the field that is wrong."""
+    decoder = _decoders.get(kind)
+    if decoder is None:  # a head of another module (the Responses API's)
+        decoder = _decoders[kind] = msgspec.json.Decoder(kind)
     try:
-        head = _decoders[kind].decode(body)
+        head = decoder.decode(body)
     except msgspec.ValidationError as exc:
         text = str(exc)
         at = _AT.search(text)

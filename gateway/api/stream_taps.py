@@ -15,7 +15,7 @@ import msgspec
 from gateway.api.openai_wire import Usage
 from gateway.translate import encode_anthropic_event, encode_openai_chunk
 
-__all__ = ["AnthropicStreamTap", "OpenAIStreamTap", "StreamShaper"]
+__all__ = ["AnthropicStreamTap", "OpenAIStreamTap", "StreamShaper", "split_complete"]
 
 
 class _UsageChunk(msgspec.Struct):
@@ -58,7 +58,7 @@ class StreamShaper(Protocol):
     def finish(self) -> bytes: ...
 
 
-def _split_complete(data: bytes) -> tuple[bytes, bytes]:
+def split_complete(data: bytes) -> tuple[bytes, bytes]:
     """(complete events, incomplete tail) at the last blank line."""
     cut = max(data.rfind(b"\n\n"), data.rfind(b"\r\n\r\n"))
     if cut < 0:
@@ -79,7 +79,7 @@ class OpenAIStreamTap:
         self.completed = False
 
     def feed(self, chunk: bytes) -> bytes:
-        complete, self._tail = _split_complete(self._tail + chunk if self._tail else chunk)
+        complete, self._tail = split_complete(self._tail + chunk if self._tail else chunk)
         if not complete:
             return b""
         if b"[DONE]" in complete:
@@ -136,7 +136,7 @@ class AnthropicStreamTap:
         self.completed = False
 
     def feed(self, chunk: bytes) -> bytes:
-        complete, self._tail = _split_complete(self._tail + chunk if self._tail else chunk)
+        complete, self._tail = split_complete(self._tail + chunk if self._tail else chunk)
         if not complete:
             return b""
         if any(

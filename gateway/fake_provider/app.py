@@ -2,8 +2,9 @@
 
     POST /v1/chat/completions                          OpenAI, ``Authorization: Bearer <key>``
     POST /v1/completions, /v1/embeddings; GET /v1/models
+    POST /v1/responses                                 OpenAI Responses API, JSON or typed events
     POST /openai/deployments/{deployment}/{chat/completions|completions|embeddings}?api-version=
-                                                       Azure, ``api-key: <key>`` (or Bearer)
+    POST /openai/v1/responses                          Azure, ``api-key: <key>`` (or Bearer)
     POST /v1/messages, /v1/messages/count_tokens       Anthropic, ``x-api-key: <key>`` (or Bearer)
     /_fake/*                                           control API (see ``control.py``)
 
@@ -40,6 +41,8 @@ from gateway.fake_provider.settings import FakeSettings
 __all__ = ["ConnectionCut", "FakeProvider", "app_from_env", "create_app"]
 
 _AZURE_PREFIX = "/openai/deployments/"
+_AZURE_V1 = "/openai/v1/"
+"""Azure's OpenAI-compatible surface: no deployment in the path, no api-version required."""
 
 Endpoint = Callable[[Call], Awaitable[None]]
 
@@ -59,6 +62,8 @@ class FakeProvider:
             "/v1/chat/completions": ("POST", OPENAI, endpoints.chat),
             "/v1/completions": ("POST", OPENAI, endpoints.completion),
             "/v1/embeddings": ("POST", OPENAI, endpoints.embeddings),
+            "/v1/responses": ("POST", OPENAI, endpoints.responses),
+            "/openai/v1/responses": ("POST", OPENAI, endpoints.responses),
             "/v1/models": ("GET", OPENAI, endpoints.models),
             "/v1/messages": ("POST", ANTHROPIC, endpoints.messages),
             "/v1/messages/count_tokens": ("POST", ANTHROPIC, endpoints.count_tokens),
@@ -118,7 +123,8 @@ class FakeProvider:
                 fault_mode = value.decode("latin-1").strip()
         # Each dialect reads only its own credential header, as upstream does, so a gateway
         # that sends the wrong one gets the 401 it would get in production.
-        if deployment is not None:
+        azure = deployment is not None or scope["path"].startswith(_AZURE_V1)
+        if azure:
             key = api_key or bearer
         elif dialect is ANTHROPIC:
             key = x_api_key or bearer
@@ -140,7 +146,7 @@ class FakeProvider:
                 await send_error(send, dialect, 405, f"Method {scope['method']} not allowed here")
                 return
             if not key:
-                await send_error(send, dialect, 401, _missing_key_message(dialect, deployment))
+                await send_error(send, dialect, 401, _missing_key_message(dialect, azure))
                 return
             call = Call(key, body, deployment, dialect, None, send, receive)
             if deployment is not None and b"api-version=" not in scope["query_string"]:
@@ -182,10 +188,10 @@ class FakeProvider:
         await send_error(call.send, call.dialect, 429, None, headers)
 
 
-def _missing_key_message(dialect: Dialect, deployment: str | None) -> str:
+def _missing_key_message(dialect: Dialect, azure: bool) -> str:
     if dialect is ANTHROPIC:
         return "x-api-key header is required"
-    if deployment is not None:
+    if azure:
         return "Access denied due to missing subscription key. Provide a valid key in the api-key header."
     return (
         "You didn't provide an API key. You need to provide your API key in an Authorization "

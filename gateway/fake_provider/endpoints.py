@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from gateway.fake_provider import anthropic_wire, openai_wire
+from gateway.fake_provider import anthropic_wire, openai_wire, responses_wire
 from gateway.fake_provider.asgi import (
     JSON_CONTENT_TYPE,
     Receive,
@@ -33,6 +33,7 @@ _chat_decoder = msgspec.json.Decoder(openai_wire.ChatRequest)
 _completion_decoder = msgspec.json.Decoder(openai_wire.CompletionRequest)
 _embedding_decoder = msgspec.json.Decoder(openai_wire.EmbeddingRequest)
 _messages_decoder = msgspec.json.Decoder(anthropic_wire.MessagesRequest)
+_responses_decoder = msgspec.json.Decoder(responses_wire.ResponsesRequest)
 _encoder = msgspec.json.Encoder()
 
 
@@ -153,6 +154,36 @@ class Endpoints:
             return
         body = openai_wire.embeddings_body(model, request, request.dimensions or 8)
         await self._answer(call, openai_wire.prompt_tokens_of(request.input), body=body)
+
+    async def responses(self, call: Call) -> None:
+        """The Responses API; on Azure (its v1 surface) the body's model names the deployment."""
+        try:
+            request = _responses_decoder.decode(call.body)
+        except msgspec.DecodeError as exc:
+            await self.refuse(call, 400, f"Invalid request body: {exc}")
+            return
+        model = call.deployment or request.model
+        if not model:
+            await self.refuse(call, 400, "you must provide a model parameter")
+            return
+        prompt_tokens = responses_wire.input_tokens(request)
+        try:
+            function = responses_wire.chosen_function(request)
+        except ValueError as exc:
+            await self.refuse(call, 400, str(exc))
+            return
+        answer: Reply | ToolAnswer
+        if function is None:
+            answer = text_reply(call.key, self._chunks, request.max_output_tokens)
+        else:
+            answer = tool_answer(function.name, function.parameters, self._chunks)
+        tokens = prompt_tokens + answer.completion_tokens
+        if request.stream:
+            events = responses_wire.response_events(model, request, prompt_tokens, answer)
+            await self._answer(call, tokens, events=events)
+        else:
+            body = responses_wire.response_body(model, request, prompt_tokens, answer)
+            await self._answer(call, tokens, body=body)
 
     async def models(self, call: Call) -> None:
         """The model list, in Anthropic's shape when the key came in ``x-api-key``."""

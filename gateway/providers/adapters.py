@@ -27,6 +27,7 @@ class Endpoint(Enum):
     EMBEDDINGS = "embeddings"
     MESSAGES = "messages"
     COUNT_TOKENS = "messages/count_tokens"
+    RESPONSES = "responses"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,8 @@ class ProviderAdapter:
         return self.kind == "anthropic"
 
     def supports(self, endpoint: Endpoint) -> bool:
-        """Chat and messages work everywhere (translated where needed); the rest is native only."""
+        """Chat and messages work everywhere (translated where needed); the rest is native only:
+        the Responses API and embeddings on OpenAI-kind providers, count_tokens on Anthropic."""
         if endpoint in (Endpoint.CHAT, Endpoint.MESSAGES):
             return True
         if self.speaks_anthropic:
@@ -70,6 +72,10 @@ class ProviderAdapter:
             base = self.base_url if self.base_url.endswith("/v1") else self.base_url + "/v1"
             return f"{base}/{endpoint.value}"
         if self.kind == "azure-openai":
+            if endpoint is Endpoint.RESPONSES:
+                # Azure serves the Responses API only on its OpenAI-compatible v1 surface: no
+                # deployment in the path (the body's `model` names it), no api-version needed
+                return f"{self.base_url}/openai/v1/responses"
             return (
                 f"{self.base_url}/openai/deployments/{model}/{endpoint.value}"
                 f"?api-version={self.api_version}"

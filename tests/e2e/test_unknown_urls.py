@@ -57,15 +57,24 @@ def openai_unknown_url(method: str, path: str) -> dict[str, object]:
 # -- the OpenAI dialect -----------------------------------------------------------------------
 
 
-def test_responses_api_is_an_openai_not_found(oai: openai.OpenAI) -> None:
+def test_batches_api_is_an_openai_not_found(oai: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        oai.responses.create(model="gpt-4o-mini", input="hi")
+        oai.batches.create(
+            completion_window="24h", endpoint="/v1/chat/completions", input_file_id="file-abc"
+        )
     err = caught.value
     assert err.status_code == 404
     assert err.code == "unknown_url"
     assert err.type == "invalid_request_error"
-    assert err.body == openai_unknown_url("POST", "/v1/responses")
+    assert err.body == openai_unknown_url("POST", "/v1/batches")
     assert err.response.headers["content-type"].startswith("application/json")
+
+
+def test_stored_responses_by_id_are_not_served(oai: openai.OpenAI) -> None:
+    """Only POST /v1/responses is routed: a stored response has no alias to route it by."""
+    with pytest.raises(openai.NotFoundError) as caught:
+        oai.responses.retrieve("resp_123")
+    assert caught.value.body == openai_unknown_url("GET", "/v1/responses/resp_123")
 
 
 def test_a_typo_path_through_the_generic_post(oai: openai.OpenAI) -> None:
@@ -137,6 +146,7 @@ def test_the_anthropic_sdk_gets_its_shape_on_other_paths_too(claude: anthropic.A
         ("GET", "/v1/chat/completions"),
         ("PUT", "/v1/completions"),
         ("GET", "/v1/embeddings"),
+        ("GET", "/v1/responses"),
         ("POST", "/v1/models"),
         ("DELETE", "/v1/models"),
     ],

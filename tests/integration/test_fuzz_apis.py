@@ -11,7 +11,7 @@ What fails a case:
 - a 503 saying Redis is unavailable (Redis is up: a script refused what the request carried);
 - a 401 although the request carried a valid key (the fuzzer must get past authentication);
 - on the public API: a status the spec does not list, an error body not in the dialect's shape
-  (OpenAI on /v1/chat|completions|embeddings|models, Anthropic on /v1/messages*), or anything
+  (OpenAI on /v1/chat|completions|embeddings|models|responses, Anthropic on /v1/messages*), or anything
   but 405 for a method the route does not have.
 
 To reach past the 404s the admin document gets examples naming objects of the test config (the
@@ -340,6 +340,7 @@ def test_fuzzers_reached_the_handlers() -> None:
         "POST /v1/chat/completions",
         "POST /v1/completions",
         "POST /v1/embeddings",
+        "POST /v1/responses",
         "GET /v1/models",
         "POST /v1/messages",
         "POST /v1/messages/count_tokens",

@@ -360,6 +360,160 @@ async def test_models_list_in_both_dialects() -> None:
         assert anthropic["has_more"] is False and anthropic["first_id"] == "m-1"
 
 
+# -- the Responses API ------------------------------------------------------------------------
+
+RESPONSES = {"model": "gpt-4o-mini", "input": "Say hello in one line."}
+RESPONSE_EVENTS = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    *["response.output_text.delta"] * 5,
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+]
+
+
+async def test_response_is_a_realistic_response_object(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/responses", json=RESPONSES, headers=openai_headers())
+    assert response.status_code == 200, response.text
+    assert "x-ratelimit-remaining-requests" in response.headers
+    body = response.json()
+    assert body["id"].startswith("resp_")
+    assert body["object"] == "response" and body["status"] == "completed"
+    assert body["model"] == "gpt-4o-mini" and isinstance(body["created_at"], int)
+    assert body["error"] is None and body["incomplete_details"] is None
+    [message] = body["output"]
+    assert message["type"] == "message" and message["id"].startswith("msg_")
+    assert message["role"] == "assistant" and message["status"] == "completed"
+    assert message["content"] == [
+        {
+            "type": "output_text",
+            "text": "Hello from fake provider (key ...cdef)",
+            "annotations": [],
+            "logprobs": [],
+        }
+    ]
+    assert body["usage"] == {
+        "input_tokens": len("Say hello in one line.") // 4 + 1,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": 6,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": len("Say hello in one line.") // 4 + 1 + 6,
+    }
+
+
+async def test_response_stream_is_typed_events_ending_with_the_whole_response(
+    client: httpx.AsyncClient,
+) -> None:
+    plain = (await client.post("/v1/responses", json=RESPONSES, headers=openai_headers())).json()
+    request = {**RESPONSES, "stream": True}
+    response = await client.post("/v1/responses", json=request, headers=openai_headers())
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(response.text)
+    assert [name for name, _ in events] == RESPONSE_EVENTS
+    assert all(data["type"] == name for name, data in events)
+    assert [data["sequence_number"] for _, data in events] == list(range(len(events)))
+    assert "[DONE]" not in response.text
+    created, completed = events[0][1]["response"], events[-1][1]["response"]
+    assert created["status"] == "in_progress" and created["output"] == []
+    assert created["usage"] is None and created["id"] == completed["id"]
+    deltas = "".join(data["delta"] for name, data in events if name.endswith(".delta"))
+    assert deltas == plain["output"][0]["content"][0]["text"]
+    assert events[-4][1]["text"] == deltas  # response.output_text.done
+    assert completed["status"] == "completed"
+    assert completed["output"][0]["content"][0]["text"] == deltas
+    assert completed["usage"] == plain["usage"]
+
+
+async def test_max_output_tokens_makes_the_response_incomplete(client: httpx.AsyncClient) -> None:
+    request = {**RESPONSES, "max_output_tokens": 2}
+    body = (await client.post("/v1/responses", json=request, headers=openai_headers())).json()
+    assert body["status"] == "incomplete"
+    assert body["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert body["output"][0]["content"][0]["text"] == "Hello from"
+    assert body["usage"]["output_tokens"] == 2
+    streamed = await client.post(
+        "/v1/responses", json={**request, "stream": True}, headers=openai_headers()
+    )
+    name, data = sse_events(streamed.text)[-1]
+    assert name == "response.incomplete" and data["response"]["usage"]["output_tokens"] == 2
+
+
+async def test_response_function_tools_and_the_end_of_the_agent_loop(
+    client: httpx.AsyncClient,
+) -> None:
+    tool = {"type": "function", "name": "get_weather",
+            "parameters": WEATHER_TOOL["function"]["parameters"]}  # type: ignore[index]  # fmt: skip
+    request = {**RESPONSES, "tools": [tool]}
+    body = (await client.post("/v1/responses", json=request, headers=openai_headers())).json()
+    [call] = body["output"]
+    assert call["type"] == "function_call" and call["name"] == "get_weather"
+    assert call["call_id"].startswith("call_") and call["status"] == "completed"
+    assert msgspec.json.decode(call["arguments"]) == {"city": "fake", "unit": "c"}
+    streamed = await client.post(
+        "/v1/responses", json={**request, "stream": True}, headers=openai_headers()
+    )
+    events = sse_events(streamed.text)
+    pieces = [d["delta"] for n, d in events if n == "response.function_call_arguments.delta"]
+    assert len(pieces) >= 2 and "".join(pieces) == call["arguments"]
+    assert events[-1][0] == "response.completed"
+    follow_up = {
+        **request,
+        "input": [
+            {"role": "user", "content": "weather?"},
+            call,
+            {"type": "function_call_output", "call_id": call["call_id"], "output": "sunny"},
+        ],
+    }
+    answer = (await client.post("/v1/responses", json=follow_up, headers=openai_headers())).json()
+    assert answer["output"][0]["type"] == "message"
+
+
+async def test_responses_need_a_model_a_bearer_key_and_sane_tools(
+    client: httpx.AsyncClient,
+) -> None:
+    missing_model = await client.post(
+        "/v1/responses", json={"input": "hi"}, headers=openai_headers()
+    )
+    assert missing_model.status_code == 400
+    assert missing_model.json()["error"]["type"] == "invalid_request_error"
+    no_key = await client.post("/v1/responses", json=RESPONSES, headers={"x-api-key": KEY})
+    assert no_key.status_code == 401
+    bad_tool = {"type": "function", "name": "f", "parameters": "AAA"}
+    refused = await client.post(
+        "/v1/responses", json={**RESPONSES, "tools": [bad_tool]}, headers=openai_headers()
+    )
+    assert refused.status_code == 400
+    assert "tools[0].parameters" in refused.json()["error"]["message"]
+    nulls = {**RESPONSES, "stream": None, "max_output_tokens": None}
+    answered = await client.post("/v1/responses", json=nulls, headers=openai_headers())
+    assert answered.status_code == 200 and answered.json()["object"] == "response"
+
+
+async def test_azure_v1_responses_path_takes_api_key_and_model_from_the_body(
+    client: httpx.AsyncClient,
+) -> None:
+    request = {**RESPONSES, "model": "my-deployment"}
+    response = await client.post("/openai/v1/responses", json=request, headers={"api-key": KEY})
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == "my-deployment"
+    missing = await client.post("/openai/v1/responses", json=request)
+    assert missing.status_code == 401
+    assert "api-key" in missing.json()["error"]["message"]
+
+
+async def test_cut_fault_drops_a_response_stream_before_its_end() -> None:
+    async with make_client(raise_app_exceptions=False) as client:
+        await arm(client, key=KEY, mode="cut", count=1)
+        request = {**RESPONSES, "stream": True}
+        response = await client.post("/v1/responses", json=request, headers=openai_headers())
+        assert response.text.startswith("event: response.created")
+        assert "response.completed" not in response.text
+
+
 async def test_azure_deployment_path_uses_api_key_and_deployment_as_model(
     client: httpx.AsyncClient,
 ) -> None:
@@ -833,6 +987,18 @@ def test_official_sdks_against_the_granian_server(granian_server: str) -> None:
             model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
         )
     assert limited.value.response.headers["retry-after"] == "2"
+
+    answer = oa.responses.create(model="gpt-4o-mini", input="hi")
+    assert answer.output_text == "Hello from fake provider (key ...cdef)"
+    assert answer.usage is not None and answer.usage.output_tokens == 6
+    events = list(oa.responses.create(model="gpt-4o-mini", input="hi", stream=True))
+    assert type(events[-1]).__name__ == "ResponseCompletedEvent"
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == (
+        answer.output_text
+    )
+    with oa.responses.stream(model="gpt-4o-mini", input="hi") as response_stream:
+        final_response = response_stream.get_final_response()
+    assert final_response.output_text == answer.output_text
 
     an = anthropic.Anthropic(api_key=KEY, base_url=granian_server, max_retries=0)
     message = an.messages.create(
