@@ -76,6 +76,7 @@ _GEN_AI_SYSTEMS: Final = {
 _GEN_AI_OPERATIONS: Final = {
     "chat/completions": "chat",
     "messages": "chat",
+    "responses": "chat",
     "completions": "text_completion",
     "embeddings": "embeddings",
 }

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from gateway.providers.adapters import Endpoint
 from gateway.telemetry import tracing
 from tests import otlp_receiver
 from tests.otlp_receiver import Receiver
@@ -296,3 +297,19 @@ def test_otlp_grpc_export(
         ("kw-grpc", TRACE_ID, f"POST {CHAT}"),
         ("kw-grpc", TRACE_ID, "chat gpt-4o-mini"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "operation"),
+    [
+        (Endpoint.CHAT, "chat"),
+        (Endpoint.MESSAGES, "chat"),
+        (Endpoint.RESPONSES, "chat"),
+        (Endpoint.COMPLETIONS, "text_completion"),
+        (Endpoint.EMBEDDINGS, "embeddings"),
+    ],
+)
+def test_gen_ai_operation_names_every_generating_endpoint(
+    endpoint: Endpoint, operation: str
+) -> None:
+    assert tracing.gen_ai_operation(endpoint.value) == operation
