@@ -90,9 +90,18 @@ class NotFound(GatewayError):
 
 
 class MethodNotAllowed(GatewayError):
+    """A known path called with the wrong method; `allow` is the method it takes (RFC 9110 15.5.6)."""
+
     status = 405
     openai_type = "invalid_request_error"
     anthropic_type = "invalid_request_error"
+
+    def __init__(self, message: str, *, allow: str, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.allow = allow
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"allow", self.allow.encode())]
 
 
 class PayloadTooLarge(GatewayError):

@@ -125,7 +125,7 @@ class RoutedEndpoint:
             try:
                 if record.method != "POST":
                     raise MethodNotAllowed(
-                        f"use POST for {scope['path']}", code="method_not_allowed"
+                        f"use POST for {scope['path']}", allow="POST", code="method_not_allowed"
                     )
                 headers = RequestHeaders(scope)
                 client = authenticate(self.gw, headers)

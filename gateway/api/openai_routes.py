@@ -172,7 +172,9 @@ def openai_handlers(gw: Gateway) -> list[Any]:
             try:
                 try:
                     if scope["method"] != "GET":
-                        raise MethodNotAllowed("use GET for /v1/models", code="method_not_allowed")
+                        raise MethodNotAllowed(
+                            "use GET for /v1/models", allow="GET", code="method_not_allowed"
+                        )
                     client = authenticate(gw, RequestHeaders(scope))
                 except GatewayError as err:
                     record.status, record.error = err.status, err.code or ""

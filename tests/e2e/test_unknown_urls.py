@@ -161,6 +161,7 @@ def test_wrong_method_on_an_openai_path_is_405_in_openai_shape(
         timeout=10,
     )
     assert response.status_code == 405, response.text
+    assert response.headers["allow"] == ("GET" if path == "/v1/models" else "POST")
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error"
     assert error["code"] == "method_not_allowed"
@@ -173,6 +174,7 @@ def test_wrong_method_on_an_anthropic_path_is_405_in_anthropic_shape(
 ) -> None:
     response = httpx.get(f"{gateway.url}{path}", headers={"x-api-key": CLIENT_KEY}, timeout=10)
     assert response.status_code == 405, response.text
+    assert response.headers["allow"] == "POST"
     body = response.json()
     assert body["type"] == "error"
     assert body["error"]["type"] == "invalid_request_error"
