@@ -49,7 +49,7 @@ PACED_PATH = "/v1/chat/completions/paced"
 PACE_S = 0.001
 """Gap between SSE chunks on the paced route, as a model emitting tokens would leave."""
 ROUTES = ((CHAT_PATH, "json"), (STREAM_PATH, "sse"), (PACED_PATH, "sse-paced"))
-KINDS = ("aiohttp", "pyreqwest", "httpx")
+KINDS = ("aiohttp", "pyreqwest", "httpx", "h1")
 CONNECTIONS = (1, 32)
 REQUEST_BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hi"}]}'
 
@@ -300,33 +300,52 @@ def summarise(runs: dict[Cell, list[dict[str, float]]]) -> list[dict[str, Any]]:
 
 
 NOTES = """
-## Decision: `DEFAULT_KIND = "aiohttp"`
+## Decision: `DEFAULT_KIND = "h1"` (measured 2026-11-23)
 
-aiohttp and pyreqwest tie on JSON (req/s and proxy CPU within each other's round-to-round
-noise, about 10 %); on streams aiohttp costs the proxy clearly less CPU per stream (about 45 %
-less with a burst, 25-30 % less with paced chunks) and sustains more streams per second. It
-also needs no extra thread, takes timeouts per request and is already a core dependency.
-httpx is out of the race even with a pool sized to 1000. The streaming ranking held in every
-round (JSON swapped places between rounds, hence "tie"); the
-absolute numbers are low and noisy because this 2-core VM was shared with other work
-(load average 2-4 throughout), so compare rows, not machines.
+`h1` is Keyway's own HTTP/1.1 client (`gateway/providers/h1_transport.py`: asyncio.Protocol,
+httptools' C parser, a keep-alive pool, one write per request). Against aiohttp, the previous
+default, in the 5-round run above (`--kinds aiohttp,h1 --rounds 5`, rounds interleaved):
+
+| route | conns | aiohttp req/s | h1 req/s | h1 faster in | aiohttp CPU µs | h1 CPU µs |
+|---|---:|---:|---:|---:|---:|---:|
+| json | 32 | 6,176 | 9,526 (+54 %) | 5/5 rounds | 179 | 101 (-44 %) |
+| sse | 32 | 2,807 | 3,825 (+36 %) | 5/5 rounds | 322 | 237 (-26 %) |
+| sse-paced | 32 | 1,174 | 1,224 (+4 %) | 3/5 rounds | 716 | 582 (-19 %) |
+| json | 1 | 1,595 | 2,024 (+27 %) | 5/5 rounds | 380 | 270 (-29 %) |
+| sse | 1 | 1,148 | 1,183 (+3 %) | 4/5 rounds | 681 | 538 (-21 %) |
+| sse-paced | 1 | 40 | 41 | 4/5 rounds | 2,359 | 1,867 (-21 %) |
+
+The proxy's CPU per request was lower with `h1` in every round of every cell. `sse-paced`
+req/s is capped by the provider's pacing (the `direct` row: ~1,265 streams/s at 32
+connections), so there the two tie on throughput and the CPU column is the comparison.
+An earlier 3-round run of all four kinds gave the same order (json c32: h1 5,576, aiohttp
+4,135, pyreqwest 4,016, httpx 472 req/s; sse c32: h1 2,426, aiohttp 1,859, pyreqwest 1,297,
+httpx 330). Noise: the 2-core VM was shared with other engineers' test runs (load average
+0.6-3.1 during the run); round-to-round spread was about ±12 % on a proxy cell (aiohttp json
+c32: 5,418-6,974) and ±15 % on `direct` (32,392-45,234), so compare rows of one run, not
+machines or runs. aiohttp stays available (`KEYWAY_UPSTREAM_CLIENT=aiohttp`).
 
 ## Correctness, beyond speed
 
-All three pass `tests/unit/test_transport.py` (JSON round trip, chunk-by-chunk streaming proven
+All four pass `tests/unit/test_transport.py` (JSON round trip, chunk-by-chunk streaming proven
 with a server that waits for the client, ConnectError, timeouts, StreamCut, idempotent aclose),
 with these settings, which the implementations hard-code:
 
+- h1: `tests/unit/test_h1_transport.py` adds the stale keep-alive retry (once, only on a
+  reused connection that died before any response byte), chunked bodies with extensions and
+  trailers, read-until-close bodies, cuts, the pool bound and eviction, idle expiry,
+  back-pressure (reading pauses above 256 KiB unconsumed), cancellation, TLS with SNI and
+  certificate verification, and CR/LF refusal in header fields.
 - pyreqwest buffers a streamed body by default: `streamed_read_buffer_limit` (64 KiB) makes the
   response wait for 64 KiB or the end of the body before it returns the headers, so an SSE
   stream reached the client only once complete. `streamed_read_buffer_limit(0)` fixes it. Its
   `read()` also waits for the requested amount, so only `read_chunk()` streams. It delivers one
-  hyper frame per call (a thread hop each); aiohttp's `readany()` hands over everything that
-  has arrived, so under load it forwards fewer, larger writes without adding delay.
+  hyper frame per call (a thread hop each); aiohttp's `readany()` and h1 hand over everything
+  that has arrived, so under load they forward fewer, larger writes without adding delay.
 - pyreqwest sets connect/read timeouts per client, so one client (and pool) per timeout pair,
   and it reports a read timeout before the headers as a connect timeout.
 - reqwest and aiohttp decode gzip/br by default and add `accept-encoding`; both are switched
-  off, so bytes pass through as sent and `content-encoding` stays visible.
+  off, so bytes pass through as sent and `content-encoding` stays visible. h1 has no decoder.
 - httpx: used below `AsyncClient` (`AsyncHTTPTransport.handle_async_request`) with a pool sized
   to `max_connections`; the pool still degrades sharply at 32 concurrent requests (the errors
   in its rows are wrk socket errors/timeouts at those latencies).
@@ -344,7 +363,7 @@ def machine() -> str:
     )
     versions = ", ".join(
         f"{name} {metadata.version(name)}"
-        for name in ("granian", "litestar", "uvloop", "aiohttp", "httpx", "pyreqwest")
+        for name in ("granian", "litestar", "uvloop", "aiohttp", "httpx", "pyreqwest", "httptools")
     )
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (

@@ -1,8 +1,9 @@
 """The seam between the gateway and the HTTP client that talks to upstream providers.
 
 Everything that leaves the gateway for a provider goes through `UpstreamTransport.send`, so the
-HTTP client library is one choice made in one place (`create_transport`). Three implementations
-exist (`aiohttp`, `pyreqwest`, `httpx`); `loadtests/upstream_clients.py` measures them and
+HTTP client library is one choice made in one place (`create_transport`). Four implementations
+exist (`aiohttp`, `pyreqwest`, `httpx`, and `h1`: Keyway's own HTTP/1.1 client on
+asyncio.Protocol and httptools); `loadtests/upstream_clients.py` measures them and
 `DEFAULT_KIND` names the fastest one that passes `tests/unit/test_transport.py`.
 
 Exception tree (every library error is translated into one of these)::
@@ -49,11 +50,11 @@ __all__ = [
     "fold_headers",
 ]
 
-KINDS: Final = ("aiohttp", "pyreqwest", "httpx")
+KINDS: Final = ("aiohttp", "pyreqwest", "httpx", "h1")
 """Transport implementations `create_transport` knows, by name."""
 
-DEFAULT_KIND: Final = "aiohttp"
-"""Chosen by measurement; see loadtests/results/upstream_clients.md."""
+DEFAULT_KIND: Final = "h1"
+"""Chosen by measurement: h1 beat aiohttp on every route (loadtests/results/upstream_clients.md)."""
 
 
 class TransportError(Exception):
@@ -140,4 +141,8 @@ def create_transport(kind: str = DEFAULT_KIND, *, max_connections: int = 1000) -
         from gateway.providers.httpx_transport import HttpxTransport
 
         return HttpxTransport(max_connections=max_connections)
+    if kind == "h1":
+        from gateway.providers.h1_transport import H1Transport
+
+        return H1Transport(max_connections=max_connections)
     raise ValueError(f"unknown upstream transport {kind!r}; expected one of {', '.join(KINDS)}")
