@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from gateway.clients import Client, ClientDirectory, client_key_secret
 from gateway.config import Config
 from gateway.control.sync import ConfigSync
-from gateway.providers.transport import UpstreamTransport, create_transport
+from gateway.providers.transport import DEFAULT_KIND, UpstreamTransport, create_transport
 from gateway.routing.degraded import DegradedMode
 from gateway.routing.router import Router
 from gateway.routing.settler import Settler
@@ -54,7 +54,7 @@ class Gateway:
         )
         self.state.guard.on_change = self._redis_changed
         self.transport = transport or create_transport(
-            env.get("KEYWAY_UPSTREAM_CLIENT") or "aiohttp"
+            env.get("KEYWAY_UPSTREAM_CLIENT") or DEFAULT_KIND
         )
         self.settler = Settler(self.state)
         self.degraded = DegradedMode(
