@@ -78,9 +78,7 @@ class MessagesEndpoint(RoutedEndpoint):
             return Endpoint.CHAT, _encoder.encode(translated)
 
         max_tokens = getattr(head, "max_tokens", 0)
-        job = self._new_job(
-            request_id, client, headers, alias, prepare, len(body) // 4 + max_tokens
-        )
+        job = self._new_job(request_id, client, headers, alias, prepare, body, max_tokens)
         return job, head
 
     async def _respond(

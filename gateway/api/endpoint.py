@@ -89,8 +89,10 @@ class RoutedEndpoint:
         headers: RequestHeaders,
         alias: str,
         prepare: Callable[[Deployment], tuple[Endpoint, bytes]],
-        est_tokens: int,
+        body: bytes,
+        max_tokens: int,
     ) -> Job:
+        """The estimate admission holds until settle: ~4 bytes a prompt token, plus the answer cap."""
         return Job(
             request_id=request_id,
             client=client,
@@ -98,7 +100,7 @@ class RoutedEndpoint:
             endpoint=self.endpoint,
             chain=self._chain(alias, client),
             prepare=prepare,
-            est_tokens=est_tokens,
+            est_tokens=len(body) // 4 + max(max_tokens, 0),
             client_headers=headers.forwarded,
         )
 

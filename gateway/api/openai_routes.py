@@ -97,9 +97,7 @@ class OpenAIEndpoint(RoutedEndpoint):
                 return endpoint, passthrough
             return endpoint, with_model(body, deployment.model, include_usage=add_usage)
 
-        job = self._new_job(
-            request_id, client, headers, alias, prepare, len(body) // 4 + max(int(max_tokens), 0)
-        )
+        job = self._new_job(request_id, client, headers, alias, prepare, body, int(max_tokens))
         return job, head
 
     async def _respond(

@@ -76,9 +76,7 @@ class ResponsesEndpoint(RoutedEndpoint):
                 return Endpoint.RESPONSES, body
             return Endpoint.RESPONSES, with_model(body, deployment.model, include_usage=False)
 
-        job = self._new_job(
-            request_id, client, headers, alias, prepare, len(body) // 4 + max(int(max_tokens), 0)
-        )
+        job = self._new_job(request_id, client, headers, alias, prepare, body, int(max_tokens))
         return job, head
 
     async def _respond(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TypeVar
 
 import msgspec
 
@@ -28,6 +29,8 @@ from gateway.fake_provider.reply import Reply, ToolAnswer, new_id, text_reply, t
 from gateway.fake_provider.settings import FakeSettings
 
 __all__ = ["Call", "Endpoints"]
+
+_R = TypeVar("_R")
 
 _chat_decoder = msgspec.json.Decoder(openai_wire.ChatRequest)
 _completion_decoder = msgspec.json.Decoder(openai_wire.CompletionRequest)
@@ -90,13 +93,19 @@ class Endpoints:
         headers.append(JSON_CONTENT_TYPE)
         await (send_cut_body if cut else send_body)(call.send, 200, headers, body)
 
+    async def _decode(self, call: Call, decoder: msgspec.json.Decoder[_R]) -> _R | None:
+        """The request body, or None once a 400 has been sent for a body that does not decode."""
+        try:
+            return decoder.decode(call.body)
+        except msgspec.DecodeError as exc:
+            await self.refuse(call, 400, f"Invalid request body: {exc}")
+            return None
+
     # -- OpenAI ---------------------------------------------------------------------------------
 
     async def chat(self, call: Call) -> None:
-        try:
-            request = _chat_decoder.decode(call.body)
-        except msgspec.DecodeError as exc:
-            await self.refuse(call, 400, f"Invalid request body: {exc}")
+        request = await self._decode(call, _chat_decoder)
+        if request is None:
             return
         model = call.deployment or request.model
         if not model or not request.messages:
@@ -121,10 +130,8 @@ class Endpoints:
             await self._answer(call, tokens, body=body)
 
     async def completion(self, call: Call) -> None:
-        try:
-            request = _completion_decoder.decode(call.body)
-        except msgspec.DecodeError as exc:
-            await self.refuse(call, 400, f"Invalid request body: {exc}")
+        request = await self._decode(call, _completion_decoder)
+        if request is None:
             return
         model = call.deployment or request.model
         if not model:
@@ -143,10 +150,8 @@ class Endpoints:
             await self._answer(call, tokens, body=body)
 
     async def embeddings(self, call: Call) -> None:
-        try:
-            request = _embedding_decoder.decode(call.body)
-        except msgspec.DecodeError as exc:
-            await self.refuse(call, 400, f"Invalid request body: {exc}")
+        request = await self._decode(call, _embedding_decoder)
+        if request is None:
             return
         model = call.deployment or request.model
         if not model or request.input in (None, "", []):
@@ -157,10 +162,8 @@ class Endpoints:
 
     async def responses(self, call: Call) -> None:
         """The Responses API; on Azure (its v1 surface) the body's model names the deployment."""
-        try:
-            request = _responses_decoder.decode(call.body)
-        except msgspec.DecodeError as exc:
-            await self.refuse(call, 400, f"Invalid request body: {exc}")
+        request = await self._decode(call, _responses_decoder)
+        if request is None:
             return
         model = call.deployment or request.model
         if not model:
@@ -193,10 +196,8 @@ class Endpoints:
     # -- Anthropic ------------------------------------------------------------------------------
 
     async def messages(self, call: Call) -> None:
-        try:
-            request = _messages_decoder.decode(call.body)
-        except msgspec.DecodeError as exc:
-            await self.refuse(call, 400, f"Invalid request body: {exc}")
+        request = await self._decode(call, _messages_decoder)
+        if request is None:
             return
         if not request.model or not request.messages or request.max_tokens is None:
             await self.refuse(call, 400, "model, messages and max_tokens are required")
@@ -219,10 +220,8 @@ class Endpoints:
 
     async def count_tokens(self, call: Call) -> None:
         """``{"input_tokens": n}``; counting is free, so it stays outside the windows."""
-        try:
-            request = _messages_decoder.decode(call.body)
-        except msgspec.DecodeError as exc:
-            await self.refuse(call, 400, f"Invalid request body: {exc}")
+        request = await self._decode(call, _messages_decoder)
+        if request is None:
             return
         body = _encoder.encode({"input_tokens": anthropic_wire.prompt_tokens(request)})
         await send_body(call.send, 200, ANTHROPIC.json_headers(), body)
