@@ -228,36 +228,3 @@ def test_wrong_method_is_405_in_openai_shape(gateway: Proc) -> None:
     r = httpx.get(f"{gateway.url}/v1/responses", headers={"authorization": "Bearer sk-client-a"})
     assert r.status_code == 405
     assert r.json()["error"]["code"] == "method_not_allowed"
-
-
-def test_an_azure_deployment_uses_the_v1_responses_path(
-    logs: Path, fake: FakeControl, fake_proc: Proc, redis_url: str, prefix: dict[str, str]
-) -> None:
-    config = f"""
-providers:
-  azure:
-    kind: azure-openai
-    base_url: {fake_proc.url}
-    api_version: "2024-10-21"
-    keys:
-      - {{id: az-1, secret: sk-fake-azure-0001}}
-models:
-  gpt-4o:
-    deployments:
-      - {{provider: azure, model: my-gpt4o-deployment}}
-clients:
-  - {{id: team-a, key: sk-client-a}}
-"""
-    gw = start_gateway(logs, config, redis_url=redis_url, env=prefix)
-    try:
-        client = OpenAI(base_url=f"{gw.url}/v1", api_key="sk-client-a", max_retries=0)
-        response = client.responses.create(model="gpt-4o", input="hi")
-        assert response.output_text.startswith(TEXT)
-        seen = fake.last_request()
-        assert seen["path"] == "/openai/v1/responses"
-        assert seen["body"]["model"] == "my-gpt4o-deployment"
-        assert "api-key" in seen["headers"] and "authorization" not in seen["headers"]
-        events = list(client.responses.create(model="gpt-4o", input="hi", stream=True))
-        assert events[-1].type == "response.completed"
-    finally:
-        gw.stop()
