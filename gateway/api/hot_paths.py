@@ -15,19 +15,27 @@ the hot paths nothing.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from gateway.api.asgi_io import Receive, Scope, Send, send_error
+from gateway.api.request_context import new_request_id
+from gateway.api.request_report import method_label, report_request
 from gateway.errors import NotFound
+from gateway.telemetry import tracing
+from gateway.telemetry.access_log import AccessRecord
 
-__all__ = ["ASGIHandler", "HotPathDispatcher", "unknown_url"]
+__all__ = ["UNKNOWN_ROUTE", "ASGIHandler", "HotPathDispatcher", "unknown_url"]
 
 log = logging.getLogger("keyway.api")
 
 ASGIHandler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _INTERNAL = b'{"error":{"message":"internal error","type":"server_error","param":null,"code":"internal_error"}}'
+UNKNOWN_ROUTE = "unknown"
+"""The route label of requests to paths nothing serves: never the path itself (label sets stay
+bounded whatever clients send)."""
 _SHOWN_PATH = 200
 """At most this much of an unknown path is echoed in the 404 message."""
 
@@ -51,6 +59,27 @@ def unknown_url(scope: Scope) -> tuple[NotFound, bool]:
         name == b"anthropic-version" for name, _ in scope["headers"]
     )
     return err, anthropic
+
+
+async def _answer_unknown(scope: Scope, send: Send) -> None:
+    """The dialect's 404, counted, traced and access-logged like any API request."""
+    started = time.perf_counter()
+    method = method_label(scope["method"])
+    record = AccessRecord(
+        request_id=new_request_id(),
+        route=UNKNOWN_ROUTE,
+        status=404,
+        latency_ms=0,
+        method=method,
+        error="unknown_url",
+    )
+    with tracing.server_span(scope["headers"], UNKNOWN_ROUTE, method) as span:
+        try:
+            err, anthropic = unknown_url(scope)
+            headers = [(b"x-request-id", record.request_id.encode())]
+            await send_error(send, err, headers, anthropic=anthropic)
+        finally:
+            report_request(record, span, started, scope["headers"])
 
 
 class HotPathDispatcher:
@@ -79,8 +108,7 @@ class HotPathDispatcher:
         handler = self.routes.get(scope["path"]) if scope["type"] == "http" else None
         if handler is None:
             if scope["type"] == "http" and not self._litestar_serves(scope["path"]):
-                err, anthropic = unknown_url(scope)
-                await send_error(send, err, [], anthropic=anthropic)
+                await _answer_unknown(scope, send)
                 return
             await self.app(scope, receive, send)
             return

@@ -15,6 +15,7 @@ import anthropic
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness import Proc, make_config, start_gateway
 
@@ -210,3 +211,26 @@ def test_a_hot_path_with_a_trailing_slash_is_still_served(gateway: Proc) -> None
     )
     assert response.status_code == 200, response.text
     assert response.json()["object"] == "chat.completion"
+
+
+def _unknown_route_count(gateway: Proc) -> float:
+    text = httpx.get(f"{gateway.url}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "keyway_requests_total"
+        and sample.labels == {"route": "unknown", "status": "404"}
+    )
+
+
+def test_an_unknown_path_is_counted_under_one_bounded_label(gateway: Proc) -> None:
+    before = _unknown_route_count(gateway)
+    paths = ["/v1/batches", "/v1/no/such/thing", "/v1/messages/batches", "/chat/completions"]
+    for path in paths:
+        response = httpx.post(f"{gateway.url}{path}", json={}, timeout=10)
+        assert response.status_code == 404
+        assert len(response.headers["x-request-id"]) == 24
+    assert _unknown_route_count(gateway) - before == len(paths)
+    # the path itself never becomes a label: a client cannot mint new series
+    assert "/v1/no/such/thing" not in httpx.get(f"{gateway.url}/metrics", timeout=10).text
