@@ -170,7 +170,8 @@ def render_markdown(report: Report) -> str:
         f"- date: {info.date}; command: `{info.command}`",
         f"- machine: {info.cpu}, {info.cpus} CPUs; {info.pinning}",
         f"- Keyway: {info.replicas} replica(s) x {info.workers_per_replica} worker(s)"
-        + (", behind haproxy" if info.haproxy else ", no load balancer"),
+        + (", behind haproxy" if info.haproxy else ", no load balancer")
+        + (f"; upstream client `{info.upstream_client}`" if info.upstream_client else ""),
         f"- {info.duration_s:g} s per measured run; python {info.python}; "
         + ", ".join(f"{k} {v}" for k, v in sorted(info.versions.items())),
         f"- load average at start / end: {', '.join(f'{x:.2f}' for x in info.load_avg_start)}"

@@ -220,6 +220,8 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
     duration_s: float
     connections: list[int]
     stream_chunks: int
+    upstream_client: str = ""
+    """The transport Keyway called the fake provider with (KEYWAY_UPSTREAM_CLIENT or the default)."""
 
 
 class TargetFigure(msgspec.Struct, frozen=True, kw_only=True):

@@ -32,6 +32,7 @@ if __package__ in (None, ""):
 
 import contextlib
 
+from gateway.providers.transport import DEFAULT_KIND
 from loadtests.bench import Bench, Options
 from loadtests.report import PlotUnavailable, load_report, write_report
 from loadtests.results import Report, RunInfo, checks, target_figures
@@ -40,7 +41,7 @@ from loadtests.topology import overload_pool, start_topology
 
 __all__ = ["main", "parse_args"]
 
-_PACKAGES = ("granian", "litestar", "msgspec", "redis", "hiredis", "aiohttp", "uvloop")
+_PACKAGES = ("granian", "litestar", "msgspec", "redis", "hiredis", "httptools", "aiohttp", "uvloop")
 
 
 def _connections(text: str) -> tuple[int, ...]:
@@ -180,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             duration_s=opts.duration_s,
             connections=list(opts.connections),
             stream_chunks=args.stream_chunks,
+            upstream_client=os.environ.get("KEYWAY_UPSTREAM_CLIENT") or DEFAULT_KIND,
         )
     )
     _log(f"load test: {out} ({pinning.describe()})")
