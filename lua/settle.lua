@@ -7,6 +7,7 @@
 -- ARGV[2]  request id
 -- ARGV[3]  outcome           ok | rate_limited | server_error | auth_error | client_error | cancelled
 --                            | refund (never sent upstream: the window forgets the request)
+--                            | late (degraded mode's usage, its own ARGV: see "Mode `late`" below)
 -- ARGV[4]  tokens            real total tokens, or -1 when unknown (the estimate stays charged)
 -- ARGV[5]  cooldown          (ms) for rate_limited: Retry-After as sent, capped and jittered by the caller
 -- ARGV[6]  remaining req     learned from upstream headers, -1 = not sent
@@ -28,9 +29,110 @@
 --
 -- returns {settled (0 = already settled or swept), key id or '', breaker state ('closed'|'open'|'half')}
 --
+-- Mode `late`: the usage of a call whose lease was taken on a replica's in-process store while
+-- Redis was unreachable (degraded mode). Only the usage is written (hour bucket and roll-up,
+-- exactly as a settle of that outcome writes it, at Redis's time when the record lands): the
+-- lease, windows, breakers and cooldowns of the outage stayed local by design. Idempotent by a
+-- marker `<P>:late:<lease id>` (SET NX, 2 days), as client_settle's late mode.
+-- ARGV[1]  P                 key prefix of the pool (same hash tag as KEYS[1])
+-- ARGV[2]  lease id
+-- ARGV[3]  late
+-- ARGV[4]  key id            the key the local lease held
+-- ARGV[5]  outcome           of the call: ok counts a success, any other (but refund) an error
+-- ARGV[6]  input tokens      >= 0: the caller puts the lease's estimate when unknown
+-- ARGV[7]  output tokens     >= 0
+-- ARGV[8]  cost              (micro-dollars) >= 0
+-- ARGV[9]  model             the upstream model
+-- returns {1 (0 = already applied), key id, ''}
+--
 -- This script runs on every request: each Redis command in it costs the whole fleet (Redis is
 -- single-threaded), so reads of one hash are one HMGET and writes of one hash one HSET.
 local P, req, outcome = ARGV[1], ARGV[2], ARGV[3]
+local HOUR, DAY = 3600000, 86400000
+
+-- usage: one field group per (key, model) pair, in the hour bucket only. Day buckets are
+-- filled by a roll-up, once an hour: `<P>:u:last` holds the last hour written; every hour bucket
+-- before it has been added into its day bucket, so a day = its bucket + the marker's hour bucket
+-- when that hour falls in the day (gateway/control/usage.py reads it so). Key ids cannot hold
+-- '|' or ':', so `<key id>|<model>:<metric>` parses back whatever the model name holds.
+
+-- add hour h's bucket into its day; only fields of this layout (a '|' before any ':'): older
+-- buckets also hold `k:`/`m:` fields, which were written to the day bucket at the time
+local function roll_up(h)
+  local src, d = P .. ':u:h:' .. h, math.floor(h / 24)
+  local dst = P .. ':u:d:' .. d
+  local fields = redis.call('HGETALL', src)
+  local n = 0
+  for i = 1, #fields, 2 do
+    if string.find(fields[i], '^[^:|]*|') then
+      redis.call('HINCRBY', dst, fields[i], fields[i + 1])
+      n = n + 1
+    end
+  end
+  if n > 0 then redis.call('PEXPIREAT', dst, (d + 401) * DAY) end
+  -- an hour bucket waits for its roll-up however long that takes, then keeps the 8 days
+  if #fields > 0 then redis.call('PEXPIREAT', src, (h + 1) * HOUR + 8 * DAY) end
+end
+
+-- one request of key `kid` and `model` at `now` (ms): req +1 and the other metrics (integers)
+local function write_usage(now, kid, model, tin, tout, cost, err)
+  local hour = math.floor(now / HOUR)
+  local hb, mark = P .. ':u:h:' .. hour, P .. ':u:last'
+  local last = tonumber(redis.call('HGET', mark, 'h'))
+  local behind = false
+  if not last or last < hour then
+    if last then roll_up(last) end
+    redis.call('HSET', mark, 'h', hour)
+    redis.call('PEXPIRE', mark, 400 * DAY)
+  elseif last > hour then
+    behind = true  -- Redis's clock stepped back past the marker: this hour is rolled up already
+  end
+  local day_b = P .. ':u:d:' .. math.floor(hour / 24)
+  local g = kid .. '|' .. model .. ':'
+  local function add(metric, v)
+    if v ~= 0 then
+      redis.call('HINCRBY', hb, g .. metric, v)
+      if behind then redis.call('HINCRBY', day_b, g .. metric, v) end
+    end
+  end
+  -- zero increments are skipped, and the TTL is set when a field group is born
+  if redis.call('HINCRBY', hb, g .. 'req', 1) == 1 then
+    if behind then
+      redis.call('PEXPIREAT', hb, (hour + 1) * HOUR + 8 * DAY)
+    else
+      redis.call('PEXPIRE', hb, 400 * DAY)
+    end
+  end
+  if behind then
+    redis.call('HINCRBY', day_b, g .. 'req', 1)
+    redis.call('PEXPIREAT', day_b, (math.floor(hour / 24) + 401) * DAY)
+  end
+  add('in', tin)
+  add('out', tout)
+  add('cost', cost)
+  add('err', err)
+end
+
+local function server_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+if outcome == 'late' then
+  local kid, done, model = ARGV[4], ARGV[5], ARGV[9]
+  local tin, tout, cost = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+  local counted = {ok = 1, rate_limited = 1, server_error = 1, auth_error = 1, client_error = 1,
+                   cancelled = 1}
+  if #ARGV ~= 9 or not tin or not tout or not cost or tin < 0 or tout < 0 or cost < 0
+      or not counted[done] or kid == '' or string.find(kid, '[|:]') then
+    return redis.error_reply('ERR settle: bad late arguments')
+  end
+  if not redis.call('SET', P .. ':late:' .. req, 1, 'NX', 'PX', 2 * DAY) then return {0, kid, ''} end
+  write_usage(server_ms(), kid, model, math.floor(tin), math.floor(tout), math.floor(cost),
+              (done ~= 'ok') and 1 or 0)
+  return {1, kid, ''}
+end
+
 local nums = {}
 for i = 4, 20 do
   nums[i] = tonumber(ARGV[i])
@@ -49,11 +151,8 @@ if not rec then return {0, '', ''} end
 local kid, probe, est, mprobe = string.match(rec, '^([^|]*)|(%d)|(%d+)|(%d)|')
 est = tonumber(est)
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = server_ms()
 local kh = P .. ':k:' .. kid
-
-local HOUR, DAY = 3600000, 86400000
 
 redis.call('HDEL', lease_h, req)
 redis.call('ZREM', KEYS[1], req)
@@ -200,67 +299,10 @@ else
 end
 if #set > 0 then redis.call('HSET', kh, (table.unpack or unpack)(set)) end
 
--- usage: one field group per (key, model) pair, in the hour bucket only. Day buckets are
--- filled by a roll-up, once an hour: `<P>:u:last` holds the last hour written; every hour bucket
--- before it has been added into its day bucket, so a day = its bucket + the marker's hour bucket
--- when that hour falls in the day (gateway/control/usage.py reads it so). Key ids cannot hold
--- '|' or ':', so `<key id>|<model>:<metric>` parses back whatever the model name holds.
-local tin, tout, cost = nums[18], nums[19], math.floor(nums[20])
+-- usage (write_usage above); unknown input tokens count as the lease's estimate
+local tin, tout = nums[18], nums[19]
 if tin < 0 then tin = est end
 if tout < 0 then tout = 0 end
-local failed_call = (outcome ~= 'ok') and 1 or 0
-local hour = math.floor(now / HOUR)
-local hb, mark = P .. ':u:h:' .. hour, P .. ':u:last'
-
--- add hour h's bucket into its day; only fields of this layout (a '|' before any ':'): older
--- buckets also hold `k:`/`m:` fields, which were written to the day bucket at the time
-local function roll_up(h)
-  local src, d = P .. ':u:h:' .. h, math.floor(h / 24)
-  local dst = P .. ':u:d:' .. d
-  local fields = redis.call('HGETALL', src)
-  local n = 0
-  for i = 1, #fields, 2 do
-    if string.find(fields[i], '^[^:|]*|') then
-      redis.call('HINCRBY', dst, fields[i], fields[i + 1])
-      n = n + 1
-    end
-  end
-  if n > 0 then redis.call('PEXPIREAT', dst, (d + 401) * DAY) end
-  -- an hour bucket waits for its roll-up however long that takes, then keeps the 8 days
-  if #fields > 0 then redis.call('PEXPIREAT', src, (h + 1) * HOUR + 8 * DAY) end
-end
-
-local last = tonumber(redis.call('HGET', mark, 'h'))
-local behind = false
-if not last or last < hour then
-  if last then roll_up(last) end
-  redis.call('HSET', mark, 'h', hour)
-  redis.call('PEXPIRE', mark, 400 * DAY)
-elseif last > hour then
-  behind = true  -- Redis's clock stepped back past the marker: this hour is rolled up already
-end
-local day_b = P .. ':u:d:' .. math.floor(hour / 24)
-local g = kid .. '|' .. ARGV[21] .. ':'
-local function add(metric, v)
-  if v ~= 0 then
-    redis.call('HINCRBY', hb, g .. metric, v)
-    if behind then redis.call('HINCRBY', day_b, g .. metric, v) end
-  end
-end
--- zero increments are skipped, and the TTL is set when a field group is born
-if redis.call('HINCRBY', hb, g .. 'req', 1) == 1 then
-  if behind then
-    redis.call('PEXPIREAT', hb, (hour + 1) * HOUR + 8 * DAY)
-  else
-    redis.call('PEXPIRE', hb, 400 * DAY)
-  end
-end
-if behind then
-  redis.call('HINCRBY', day_b, g .. 'req', 1)
-  redis.call('PEXPIREAT', day_b, (math.floor(hour / 24) + 401) * DAY)
-end
-add('in', math.floor(tin))
-add('out', math.floor(tout))
-add('cost', cost)
-add('err', failed_call)
+write_usage(now, kid, ARGV[21], math.floor(tin), math.floor(tout), math.floor(nums[20]),
+            (outcome ~= 'ok') and 1 or 0)
 return {1, kid, br}

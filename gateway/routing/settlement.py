@@ -1,7 +1,10 @@
 """Settlements of the router's calls: the settle scripts' arguments, and where they go.
 
 A successful call settles its key and charges its client in one round trip; in degraded mode
-the key is settled on the local store and the spend replayed to Redis as a "late" charge.
+the key is settled on the local store, and what Redis must still learn is replayed to it as
+idempotent "late" records: the client's spend and usage (client_settle.lua `late`) and the pool's
+usage per key and model (settle.lua `late`). The rest of a local lease (window, breaker,
+cooldown) stays local by design, and a local refund sends nothing to Redis.
 """
 
 from __future__ import annotations
@@ -78,6 +81,35 @@ class Settlement:
             ),
         )
 
+    def late_usage_call(
+        self,
+        deployment: Deployment,
+        job: Job,
+        lease: Lease,
+        outcome: str,
+        *,
+        tokens_in: int,
+        tokens_out: int,
+    ) -> ScriptCall:
+        """settle.lua `late`: the usage a settle in Redis would have written for this call.
+
+        The same figures as `pool_call`, resolved as settle.lua resolves them: unknown input
+        tokens count as the lease's estimate (the acquire's, `job.est_tokens`), unknown output
+        as 0, and the cost is the one `pool_call` sends (0 when the tokens are unknown).
+        """
+        return self.state.settle_call(
+            lease,
+            (
+                "late",
+                lease.key_id,
+                outcome,
+                tokens_in if tokens_in >= 0 else job.est_tokens,
+                max(tokens_out, 0),
+                max(cost_micros(deployment, tokens_in, tokens_out), 0),
+                deployment.model,
+            ),
+        )
+
     def client_call(
         self, job: Job, mode: str, tokens_in: int, tokens_out: int, cost: int
     ) -> ScriptCall:
@@ -92,6 +124,8 @@ class Settlement:
         )
 
     def submit_pool(self, lease: Lease, call: ScriptCall, outcome: str) -> None:
+        """A local lease is settled on the local store only (a refund included: Redis never
+        saw the lease); the usage of a finished call reaches Redis by `finish`'s late record."""
         if lease.local:
             self.settler.submit([call], local=self.degraded.local)
         else:
@@ -125,6 +159,13 @@ class Settlement:
             self.settler.submit([pool_call, client_call], provider=provider, outcome=outcome)
             return
         self.submit_pool(call.lease, pool_call, outcome)
+        if call.lease.local:
+            # the pool's usage per key and model must reach Redis once it is back, once; on its
+            # own batch, so that a refused record never takes the client's charge with it
+            late_usage = self.late_usage_call(
+                deployment, job, call.lease, outcome, tokens_in=tokens_in, tokens_out=tokens_out
+            )
+            self.settler.submit([late_usage])
         if not job.degraded:
             self.settler.submit([client_call])
             return

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import redis
 
+from gateway.control.store import ConfigStore
+from gateway.control.usage import UsageRow, client_usage, key_usage, model_usage
+from gateway.state.connection import open_redis
+from gateway.state.store import SharedState
 from tests.harness import FakeControl, Proc, make_config, start_gateway, start_redis
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
@@ -61,6 +67,8 @@ def _shas() -> list[str]:
 def test_degraded_mode_takes_a_local_share_and_replays_charges_once(
     logs: Path, fake: FakeControl, fake_proc: Proc
 ) -> None:
+    """Requests served during an outage reach Redis once it is back, exactly once: the client's
+    spend and usage, and the pool's usage per key and per model (late records of both)."""
     store = start_redis(logs)
     url = f"redis://127.0.0.1:{store.port}/0"
     config = make_config(fake_proc.url, client_rpm=10)
@@ -107,14 +115,27 @@ def test_degraded_mode_takes_a_local_share_and_replays_charges_once(
             while time.monotonic() < deadline:
                 back = http.get(f"{a.url}/readyz").json()["status"] == "ready"
                 back = back and http.get(f"{b.url}/readyz").json()["status"] == "ready"
-                if back and _requests_charged(r) >= 10:
+                if back and _requests_charged(r) >= 10 and _pool_requests(r) >= 10:
                     break
                 time.sleep(0.2)
+            # what reached the recovered Redis of the pool: usage and the late records' markers
+            # only (the outage's leases, windows, breakers, cooldowns and refunds stayed local)
+            pool_keys = set(r.scan_iter("kw:{pool:fake}:*"))
+            replayed = re.compile(r"kw:\{pool:fake\}:(u:h:\d+|u:d:\d+|u:last|late:.+)")
+            assert all(replayed.fullmatch(k) for k in pool_keys), pool_keys
+            assert sum(":late:" in k for k in pool_keys) == 10
+            outage = _usage(url)
+            assert outage.keys[0] == 10, outage  # each request served during the outage, once
+            assert outage == _Usage(outage.keys, {"gpt-4o-mini": outage.keys}, outage.keys)
             after = http.post(f"{b.url}/v1/chat/completions", json=CHAT)
             assert after.status_code == 200 and "x-keyway-degraded" not in after.headers
             time.sleep(1.0)
-            # the 10 requests served locally were charged to Redis exactly once, plus `after`
+            # the 10 requests served locally were charged to Redis exactly once, plus `after`;
+            # per upstream key and model as per client (same tokens, same cost)
             assert _requests_charged(r) == 11
+            final = _usage(url)
+            assert final.keys[0] == 11 and final.keys[4] == 0, final
+            assert final == _Usage(final.keys, {"gpt-4o-mini": final.keys}, final.keys)
     finally:
         a.stop()
         b.stop()
@@ -128,3 +149,54 @@ def _requests_charged(r: redis.Redis) -> int:  # type: ignore[type-arg]
         fields = r.hgetall(key)
         total += sum(int(v) for f, v in fields.items() if f.startswith("a:") and f.endswith(":req"))
     return total
+
+
+def _pool_requests(r: redis.Redis) -> int:  # type: ignore[type-arg]
+    """Requests in the pool's usage: each is written once, to its hour bucket, per (key, model)."""
+    total = 0
+    for key in r.scan_iter("kw:{pool:fake}:u:h:*"):
+        fields = r.hgetall(key)
+        total += sum(int(v) for f, v in fields.items() if "|" in f and f.endswith(":req"))
+    return total
+
+
+Totals = tuple[int, int, int, float, int]
+"""requests, tokens in, tokens out, cost (USD), errors"""
+
+
+@dataclass(frozen=True)
+class _Usage:
+    keys: Totals
+    """The pool's keys k1..k3 together."""
+    models: dict[str, Totals]
+    client: Totals
+
+
+def _usage(url: str) -> _Usage:
+    """Usage of the last two hours as the admin API reads it (gateway/control/usage.py)."""
+
+    def summed(rows: list[UsageRow]) -> Totals:
+        return (
+            sum(r.requests for r in rows),
+            sum(r.tokens_in for r in rows),
+            sum(r.tokens_out for r in rows),
+            round(sum(r.cost_usd for r in rows), 6),
+            sum(r.errors for r in rows),
+        )
+
+    async def read() -> _Usage:
+        state = SharedState(open_redis(url), prefix="kw")
+        store = ConfigStore(state)
+        try:
+            rows = [await key_usage(store, "fake", k, "hour", 2) for k in ("k1", "k2", "k3")]
+            models = await model_usage(store, ["fake"], "hour", 2)
+            client = await client_usage(store, "team-a", "hour", 2)
+        finally:
+            await state.aclose()
+        return _Usage(
+            keys=summed([r for key in rows for r in key]),
+            models={model: summed(m) for (_, model), m in models.items()},
+            client=summed(client),
+        )
+
+    return asyncio.run(read())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from gateway.state.connection import open_redis
 from gateway.state.layout import pool_prefix
-from gateway.state.store import Lease, NoKey, SharedState, StateError
+from gateway.state.store import Lease, NoKey, ScriptCall, SharedState, StateError
 
 BREAKER = (3, 50, 100, 60_000, 200, 10_000)  # 3 consecutive failures open it; 200 ms first period
 _ids = itertools.count()
@@ -281,6 +282,14 @@ async def test_bad_arguments_fail_before_any_write(state: SharedState) -> None:
     )
     with pytest.raises(StateError):
         await state.run([admit])
+    for late in (
+        late_call(state, "x", tin=-1),  # late needs figures: the caller resolves the estimate
+        late_call(state, "x", outcome="refund"),  # a refund writes no usage
+        late_call(state, "x", key="a|b"),
+        state.settle_call(Lease("p", "x", "a", False, local=True), ("late", "a", "ok", 1, 1, 1)),
+    ):
+        with pytest.raises(StateError):
+            await state.run([late])
     assert await _all_keys(state) == before
 
 
@@ -291,6 +300,101 @@ async def _all_keys(state: SharedState) -> set[str]:
     else:
         keys = await client.keys(f"{state.prefix}*")
     return set(keys)
+
+
+async def _dump(state: SharedState) -> dict[str, tuple[str, Any]]:
+    """Every key of the prefix with its type and value, to diff what a call wrote."""
+    client = state.handle.client
+    found: dict[str, tuple[str, Any]] = {}
+    for key in await _all_keys(state):
+        kind = await client.type(key)
+        if kind == "hash":
+            value: Any = await client.hgetall(key)
+        elif kind == "zset":
+            value = await client.zrange(key, 0, -1, withscores=True)
+        else:
+            value = await client.get(key)
+        found[key] = (kind, value)
+    return found
+
+
+def late_call(
+    state: SharedState,
+    lease_id: str,
+    *,
+    provider: str = "p",
+    key: str = "a",
+    outcome: str = "ok",
+    tin: int = 10,
+    tout: int = 5,
+    cost: int = 300,
+    model: str = "m",
+) -> ScriptCall:
+    """settle.lua `late`: the pool usage of a call leased on a degraded replica's local store."""
+    lease = Lease(provider, lease_id, key, False, local=True)
+    return state.settle_call(lease, ("late", key, outcome, tin, tout, cost, model))
+
+
+def hour_totals(dump: dict[str, tuple[str, Any]], prefix: str) -> dict[str, int]:
+    """Each usage field summed over the pool's hour buckets (an hour boundary may fall between)."""
+    totals: dict[str, int] = {}
+    for key, (_, value) in dump.items():
+        if key.startswith(f"{prefix}:u:h:"):
+            for field, n in value.items():
+                totals[field] = totals.get(field, 0) + int(n)
+    return totals
+
+
+async def test_late_usage_counts_once_and_writes_nothing_but_usage(state: SharedState) -> None:
+    """Replayed after an outage (maybe twice: a lost reply), a late record adds its call to the
+    usage once, and leaves the key's lease, windows and breaker alone: those stayed local."""
+    cands: list[tuple[str | int, ...]] = [("a", 5, 1000, 3, 1)]
+    done = await acquire(state, cands, tokens=5)
+    assert isinstance(done, Lease)
+    await settle(state, done, "server_error", tokens=5)  # a breaker run, windows, usage
+    assert isinstance(await acquire(state, cands), Lease)  # and a lease in flight
+    before = await _dump(state)
+    replies = [(await state.run([late_call(state, "r-late.1")]))[0] for _ in range(2)]
+    assert [int(r[0]) for r in replies] == [1, 0]
+    assert str(replies[0][1]) == "a"
+    after = await _dump(state)
+    p = pool_prefix(state.prefix, "p")
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    usage = re.compile(rf"{re.escape(p)}:(u:h:\d+|u:d:\d+|u:last|late:r-late\.1)")
+    assert changed and all(usage.fullmatch(k) for k in changed), changed
+    assert after[f"{p}:late:r-late.1"][0] == "string"
+    assert 0 < await state.handle.client.pttl(f"{p}:late:r-late.1") <= 2 * 86_400_000
+    was, now = hour_totals(before, p), hour_totals(after, p)
+    added = {f: n - was.get(f, 0) for f, n in now.items() if n != was.get(f, 0)}
+    assert added == {"a|m:req": 1, "a|m:in": 10, "a|m:out": 5, "a|m:cost": 300}
+    assert now["a|m:err"] == 1, "the settled failure stays counted"
+
+
+async def test_late_usage_writes_what_a_settle_of_the_same_call_writes(state: SharedState) -> None:
+    """Pool p settles calls in Redis, pool q gets the same calls as late records (unknown tokens
+    resolved as Settlement.late_usage_call does): the same fields, figures and bucket TTLs."""
+    calls = [("ok", 10, 5, 300), ("server_error", -1, -1, 0), ("rate_limited", -1, -1, 0),
+             ("cancelled", 7, -1, 20), ("client_error", 3, 2, 0), ("ok", 1, 1, 0)]  # fmt: skip
+    for outcome, tin, tout, cost in calls:
+        lease = await acquire(state, [("a", 0, 0, 0, 1)], tokens=12)
+        assert isinstance(lease, Lease)
+        args = (outcome, -1, 0, -1, -1, -1, 5, *BREAKER, 0, "why", tin, tout, cost, "m")
+        assert int((await state.run([state.settle_call(lease, args)]))[0][0]) == 1
+        late = late_call(
+            state, rid(), provider="q", outcome=outcome,
+            tin=tin if tin >= 0 else 12, tout=max(tout, 0), cost=cost,
+        )  # fmt: skip
+        assert int((await state.run([late]))[0][0]) == 1
+    dump = await _dump(state)
+    p, q = pool_prefix(state.prefix, "p"), pool_prefix(state.prefix, "q")
+    assert hour_totals(dump, p) == hour_totals(dump, q) == {
+        "a|m:req": 6, "a|m:in": 45, "a|m:out": 8, "a|m:cost": 320, "a|m:err": 4,
+    }  # fmt: skip
+    client = state.handle.client
+    for prefix in (p, q):
+        hour = int(dump[f"{prefix}:u:last"][1]["h"])
+        assert await client.pttl(f"{prefix}:u:h:{hour}") > 399 * 86_400_000
+        assert await client.pttl(f"{prefix}:u:last") > 399 * 86_400_000
 
 
 async def admit(

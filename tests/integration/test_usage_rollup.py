@@ -74,6 +74,23 @@ async def request(
     assert int((await s.run([charge]))[0]) == 1
 
 
+async def late(
+    s: SharedState,
+    req: str,
+    *,
+    key: str = "a",
+    model: str = "up-model",
+    tin: int = 10,
+    tout: int = 5,
+    cost: int = 300,
+    outcome: str = "ok",
+) -> int:
+    """settle.lua `late`: the pool usage of a call leased locally during a Redis outage."""
+    lease = Lease("p", req, key, False, local=True)
+    call = s.settle_call(lease, ("late", key, outcome, tin, tout, cost, model))
+    return int((await s.run([call]))[0][0])
+
+
 def prefixes(s: SharedState) -> tuple[str, str]:
     return pool_prefix(s.prefix, "p"), client_prefix(s.prefix, "c")
 
@@ -168,6 +185,50 @@ async def test_the_next_hour_rolls_the_last_one_into_its_day(state: SharedState)
     assert [r.requests for r in hours if r.start_ms == earlier * HOUR_MS] == [1]
     assert summed(hours)[0] == 2
     await assert_days_are_their_hours(state)
+
+
+async def test_a_late_record_landing_in_a_later_hour_rolls_the_last_one_up(
+    state: SharedState,
+) -> None:
+    """Usage of an outage replayed when Redis is back: counted in the hour it lands, after the
+    marker's hour is rolled into its day, once however often it is replayed."""
+    await request(state, tin=10, tout=5, cost=300)
+    earlier = await move_back(state, 2)  # Redis's last usage was two hours ago
+    assert await late(state, "late-1", tin=7, tout=1, cost=100, outcome="server_error") == 1
+    assert await late(state, "late-1", tin=7, tout=1, cost=100, outcome="server_error") == 0
+    pool, client = prefixes(state)
+    redis = state.handle.client
+    assert await marker(state, pool) == earlier + 2
+    assert await marker(state, client) == earlier, "a pool record leaves the client's usage alone"
+    assert await redis.hget(f"{pool}:u:d:{earlier // 24}", "a|up-model:in") == "10"
+    assert 0 < await redis.pttl(f"{pool}:u:h:{earlier}") <= 8 * DAY_MS
+    assert await redis.pttl(f"{pool}:u:h:{earlier + 2}") > 399 * DAY_MS
+    store = ConfigStore(state)
+    assert summed(await key_usage(store, "p", "a", "day", 2)) == (2, 17, 6, 0.0004, 1)
+    hours = await key_usage(store, "p", "a", "hour", 4)
+    assert [r.requests for r in hours if r.start_ms == earlier * HOUR_MS] == [1]
+    assert [r.requests for r in hours if r.start_ms == (earlier + 2) * HOUR_MS] == [1]
+    for period, last in BOTH:
+        models = await model_usage(store, ["p"], period, last)
+        assert summed(models[("p", "up-model")]) == (2, 17, 6, 0.0004, 1), period
+    await assert_days_are_their_hours(state)
+
+
+async def test_a_late_record_behind_the_marker_counts_into_the_day_at_once(
+    state: SharedState,
+) -> None:
+    await request(state, tin=3, tout=3)
+    pool, _ = prefixes(state)
+    redis = state.handle.client
+    hour = await marker(state, pool)
+    for field, value in (await redis.hgetall(f"{pool}:u:h:{hour}")).items():
+        await redis.hincrby(f"{pool}:u:d:{hour // 24}", field, int(value))
+    await redis.hset(f"{pool}:u:last", "h", hour + 1)  # a later hour was written already
+    assert await late(state, "late-2", tin=5, tout=5) == 1
+    assert await redis.hget(f"{pool}:u:d:{hour // 24}", "a|up-model:in") == "8"
+    store = ConfigStore(state)
+    assert summed(await key_usage(store, "p", "a", "hour", 2))[:3] == (2, 8, 8)
+    assert summed(await key_usage(store, "p", "a", "day", 2))[:3] == (2, 8, 8)
 
 
 async def test_hours_without_traffic_in_between_roll_up_nothing_twice(state: SharedState) -> None:
@@ -267,6 +328,10 @@ async def test_every_key_a_request_writes_expires(state: SharedState) -> None:
         "c", "late-1", mode="late", tokens_in=3, tokens_out=3, cost_micros=50, model="alias-1"
     )
     assert int((await state.run([late]))[0]) == 1
+    pool_late = state.settle_call(
+        Lease("p", "late-1.0", "a", False, local=True), ("late", "a", "ok", 3, 3, 50, "up-model")
+    )
+    assert int((await state.run([pool_late]))[0][0]) == 1
     await move_back(state, 1)
     await request(state, key="b")  # "a" is disabled now
     redis = state.handle.client
@@ -275,6 +340,7 @@ async def test_every_key_a_request_writes_expires(state: SharedState) -> None:
     else:
         keys = await redis.keys(f"{state.prefix}*")
     assert any(":u:d:" in k for k in keys) and any(":spend:" in k for k in keys)
+    assert sum(":late:" in k for k in keys) == 2
     for key in keys:
         if key.endswith(":disabled"):
             continue
