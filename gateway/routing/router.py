@@ -290,9 +290,7 @@ class Router:
                 span.set_attributes({"keyway.admitted": False, "keyway.refused": admission.reason})
         m.rate_limited(admission_scope(admission.reason))
         if isinstance(got, Lease):
-            self.settlement.submit_pool(
-                got, self.settlement.pool_call(deployment, job, got, Outcome.REFUND), Outcome.REFUND
-            )
+            self.settlement.settle_pool(deployment, job, got, Outcome.REFUND)
         if admission.reason == "tpm_exceeds_limit":
             raise BadRequest(
                 "this request needs more tokens than your tokens-per-minute limit allows",
@@ -314,11 +312,7 @@ class Router:
         try:
             endpoint, body = job.prepare(deployment)
         except GatewayError:
-            self.settlement.submit_pool(
-                lease,
-                self.settlement.pool_call(deployment, job, lease, Outcome.REFUND),
-                Outcome.REFUND,
-            )
+            self.settlement.settle_pool(deployment, job, lease, Outcome.REFUND)
             raise
         attempt = (
             tracing.upstream_span(
@@ -347,13 +341,7 @@ class Router:
             m.upstream_attempt(provider, key.id, word)
             attempt.end(word, error=exc)
             log.warning("upstream %s key %s: %s", provider, key.id, type(exc).__name__)
-            self.settlement.submit_pool(
-                lease,
-                self.settlement.pool_call(
-                    deployment, job, lease, Outcome.SERVER_ERROR, latency_ms=-1
-                ),
-                Outcome.SERVER_ERROR,
-            )
+            self.settlement.settle_pool(deployment, job, lease, Outcome.SERVER_ERROR)
             if timed_out:
                 return word, UpstreamTimeout(
                     f"upstream for model '{job.alias}' timed out", code="upstream_timeout"
@@ -383,19 +371,15 @@ class Router:
             cooldown = cooldown_ms(
                 headers, default_s=self.cfg.cooldown_s, max_s=self.cfg.max_cooldown_s
             )
-        self.settlement.submit_pool(
+        self.settlement.settle_pool(
+            deployment,
+            job,
             lease,
-            self.settlement.pool_call(
-                deployment,
-                job,
-                lease,
-                outcome,
-                cooldown=cooldown,
-                learned=learn_quota(headers),
-                latency_ms=int((first_byte - started) * 1000),
-                reason=f"upstream answered {response.status}",
-            ),
             outcome,
+            cooldown=cooldown,
+            learned=learn_quota(headers),
+            latency_ms=int((first_byte - started) * 1000),
+            reason=f"upstream answered {response.status}",
         )
         log.info("upstream %s key %s answered %d (%s)", provider, key.id, response.status, outcome)
         if outcome == Outcome.CLIENT_ERROR:

@@ -14,7 +14,7 @@ import random
 from gateway.config import RoutingConfig
 from gateway.routing.degraded import DegradedMode
 from gateway.routing.job import Job, OpenCall, cost_micros
-from gateway.routing.outcome import NOTHING_LEARNED, Learned, learn_quota
+from gateway.routing.outcome import NOTHING_LEARNED, Learned, Outcome, learn_quota
 from gateway.routing.settler import Settler
 from gateway.routing.table import Deployment
 from gateway.state.store import Lease, ScriptCall, SharedState
@@ -123,13 +123,58 @@ class Settlement:
             model=job.alias,
         )
 
-    def submit_pool(self, lease: Lease, call: ScriptCall, outcome: str) -> None:
-        """A local lease is settled on the local store only (a refund included: Redis never
-        saw the lease); the usage of a finished call reaches Redis by `finish`'s late record."""
-        if lease.local:
-            self.settler.submit([call], local=self.degraded.local)
-        else:
+    def settle_pool(
+        self,
+        deployment: Deployment,
+        job: Job,
+        lease: Lease,
+        outcome: str,
+        *,
+        cooldown: int = 0,
+        learned: Learned = NOTHING_LEARNED,
+        latency_ms: int = -1,
+        reason: str = "",
+    ) -> None:
+        """Settle an attempt that did not open a call (refund, 429, 5xx, transport error)."""
+        call = self.pool_call(
+            deployment,
+            job,
+            lease,
+            outcome,
+            cooldown=cooldown,
+            learned=learned,
+            latency_ms=latency_ms,
+            reason=reason,
+        )
+        self._submit_pool(deployment, job, lease, call, outcome, tokens_in=-1, tokens_out=-1)
+
+    def _submit_pool(
+        self,
+        deployment: Deployment,
+        job: Job,
+        lease: Lease,
+        call: ScriptCall,
+        outcome: str,
+        *,
+        tokens_in: int,
+        tokens_out: int,
+    ) -> None:
+        """On Redis; or, for a local lease, on the local store plus a late usage record for Redis.
+
+        A refund writes no usage, so a refunded local lease never reaches Redis (Redis never saw
+        the lease). Any other outcome's usage per key and model must reach Redis once it is
+        back, exactly once (idempotent by lease id), on its own batch, so that a refused record
+        never takes another settlement down with it.
+        """
+        if not lease.local:
             self.settler.submit([call], provider=lease.provider, outcome=outcome)
+            return
+        self.settler.submit([call], local=self.degraded.local)
+        if outcome != Outcome.REFUND:
+            late_usage = self.late_usage_call(
+                deployment, job, lease, outcome, tokens_in=tokens_in, tokens_out=tokens_out
+            )
+            self.settler.submit([late_usage])
 
     def finish(self, call: OpenCall, outcome: str, *, tokens_in: int, tokens_out: int) -> None:
         """Settle the key and charge the client; -1 tokens = unknown (the estimate is charged)."""
@@ -158,14 +203,15 @@ class Settlement:
             # one round trip
             self.settler.submit([pool_call, client_call], provider=provider, outcome=outcome)
             return
-        self.submit_pool(call.lease, pool_call, outcome)
-        if call.lease.local:
-            # the pool's usage per key and model must reach Redis once it is back, once; on its
-            # own batch, so that a refused record never takes the client's charge with it
-            late_usage = self.late_usage_call(
-                deployment, job, call.lease, outcome, tokens_in=tokens_in, tokens_out=tokens_out
-            )
-            self.settler.submit([late_usage])
+        self._submit_pool(
+            deployment,
+            job,
+            call.lease,
+            pool_call,
+            outcome,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+        )
         if not job.degraded:
             self.settler.submit([client_call])
             return

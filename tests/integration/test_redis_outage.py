@@ -200,3 +200,36 @@ def _usage(url: str) -> _Usage:
         )
 
     return asyncio.run(read())
+
+
+def test_failed_attempts_on_local_leases_reach_redis_usage_once(
+    logs: Path, fake: FakeControl, fake_proc: Proc
+) -> None:
+    """An attempt that fails during an outage (a 500, then the next key answers) is a request
+    and an error in the pool's usage once Redis is back; the client sees one request."""
+    store = start_redis(logs)
+    url = f"redis://127.0.0.1:{store.port}/0"
+    gw = start_gateway(logs, make_config(fake_proc.url), redis_url=url)
+    try:
+        with httpx.Client(headers=AUTH, timeout=10) as http:
+            assert http.post(f"{gw.url}/v1/chat/completions", json=CHAT).status_code == 200
+            store.stop()
+            fake.fault("*", "500", count=1)  # whichever key is tried first fails once
+            served = http.post(f"{gw.url}/v1/chat/completions", json=CHAT)
+            assert served.status_code == 200, served.text
+            assert served.headers["x-keyway-degraded"] == "redis-unavailable"
+            assert served.headers["x-keyway-attempts"] == "2"
+            store = start_redis(logs, port=store.port)  # empty: the outage lost everything
+            r = redis.Redis(port=store.port, decode_responses=True)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and (
+                _pool_requests(r) < 2 or _requests_charged(r) < 1
+            ):
+                time.sleep(0.2)
+            time.sleep(0.5)  # nothing more may arrive
+            outage = _usage(url)
+            assert outage.keys[0] == 2 and outage.keys[4] == 1, outage  # 2 attempts, 1 failed
+            assert outage.client[0] == 1 and outage.client[4] == 0, outage
+    finally:
+        gw.stop()
+        store.stop()
