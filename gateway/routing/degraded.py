@@ -9,7 +9,8 @@ Chosen per kind of state:
 - budgets: a small local allowance per replica, then 429;
 - breakers and cooldowns: in-process (the local store's), fresh at the start of the outage;
 - settlements of leases taken in Redis: queued and replayed idempotently on recovery; spend of
-  requests admitted locally: replayed as idempotent "late" charges.
+  requests admitted locally, and the usage per upstream key and model of attempts made on
+  local leases: replayed as idempotent "late" records (client_settle.lua, settle.lua).
 Recovery is automatic: the Redis guard's probe succeeds and the next request uses Redis again.
 """
 
