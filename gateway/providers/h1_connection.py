@@ -10,14 +10,24 @@ decides when it is reused.
 Why the pieces look the way they do:
 
 - Parsing is llhttp (through httptools), in C: content-length, chunked (extensions, trailers)
-  and HTTP/1.0-style bodies. llhttp cannot be told that a body ends at EOF (httptools exposes
-  no ``finish``), so `_ended` decides that itself: a response with neither ``content-length``
-  nor chunked framing is complete when the server closes, and anything else cut short by a
-  close is cut.
+  and HTTP/1.0-style bodies. It is as lenient as aiohttp's response parser (obs-fold, bare LF,
+  spaces after a chunk size, any octet in a value) because providers sit behind all kinds of
+  proxies; and when chunked and content-length both frame a response, chunked wins (RFC 9112
+  6.3) but the connection is not reused, as the two disagreeing is how responses are smuggled.
+- llhttp cannot be told that a body ends at EOF (httptools exposes no ``finish``), so the
+  framing is read from the head once (`_until_close`): a response with neither content-length
+  nor a transfer coding ending in chunked is complete when the server closes, anything else
+  cut short by a close is cut.
+- A head (with any 1xx before it) larger than `_MAX_HEAD` is refused: a broken or hostile
+  server must not make the gateway buffer without bound before the first body byte.
 - Read timeouts are per wait but cost no timer per wait: one timer per connection, re-armed
   lazily. Each wait moves a deadline forward; when the timer fires early (the deadline moved),
   it re-schedules itself at the new deadline instead of timing out. A stream of many small
-  chunks therefore creates a timer once per read-timeout period, not once per chunk.
+  chunks therefore creates a timer once per read-timeout period, not once per chunk. Bytes of
+  the head move the deadline too: a wait ends only when the server went silent for the whole
+  read timeout, as with aiohttp's ``sock_read``.
+- Closing is ``abort``: an abandoned exchange must stop at once on the wire, not flush the rest
+  of a request body the server is not reading, nor (TLS) wait for the peer's close_notify.
 - Back-pressure: body bytes the consumer has not taken are kept as a list of pieces; above
   `_HIGH_WATER` bytes the socket stops being read (``pause_reading``) until the consumer takes
   them, so a slow client of a fast upstream does not buffer the whole answer in the gateway.
@@ -41,7 +51,14 @@ _HIGH_WATER: Final = 256 * 1024
 """Unconsumed body bytes above which the socket is paused."""
 _TIMER_SLACK_S: Final = 0.001
 """asyncio may run a timer up to one clock tick early; treat that as on time."""
-_BODYLESS_STATUS: Final = (204, 304)
+_MAX_HEAD: Final = 128 * 1024
+"""Bytes of a response head (1xx included) past which it is refused, as curl does (100 KB)."""
+_LENIENCIES: Final = {
+    "lenient_headers": True,
+    "lenient_optional_cr_before_lf": True,
+    "lenient_spaces_after_chunk_size": True,
+    "lenient_chunked_length": True,
+}
 
 
 class H1Connection(asyncio.Protocol):
@@ -50,6 +67,7 @@ class H1Connection(asyncio.Protocol):
     __slots__ = (
         "_deadline",
         "_dropped",
+        "_head_bytes",
         "_informational",
         "_loop",
         "_on_drop",
@@ -58,6 +76,7 @@ class H1Connection(asyncio.Protocol):
         "_timer",
         "_timer_at",
         "_transport",
+        "_until_close",
         "_waiter",
         "active",
         "body",
@@ -91,12 +110,15 @@ class H1Connection(asyncio.Protocol):
         self._dropped = False
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
+        self._parser.set_dangerous_leniencies(**_LENIENCIES)
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._deadline = 0.0
         self._read_timeout = 0.0
         self._informational = False
+        self._head_bytes = 0
+        self._until_close = False
         self.closed = False
         self.exchanges = 0
         """Requests written on this connection; above 1 it is a reused keep-alive connection."""
@@ -129,6 +151,7 @@ class H1Connection(asyncio.Protocol):
         self.raw_headers = []
         self.headers_done = self.complete = self.got_bytes = self.timed_out = False
         self.failure = None
+        self._head_bytes = 0
         self._read_timeout = read_timeout_s
         self._transport.write(request)
         while not self.headers_done:
@@ -177,7 +200,7 @@ class H1Connection(asyncio.Protocol):
             if self.active and not self.complete and self.failure is None:
                 self.failure = "connection closed"
             if self._transport is not None:
-                self._transport.close()
+                self._transport.abort()
             self._wake()
         if self._timer is not None:
             self._timer.cancel()
@@ -232,16 +255,25 @@ class H1Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-            self.reusable = False
-            if not self.complete:
-                self.failure = "malformed response"
-            self.close()
+            self._fail("malformed response")
             return
+        if not self.headers_done:  # still in the head: progress, but within bounds
+            self._head_bytes += len(data)
+            if self._head_bytes > _MAX_HEAD:
+                self._fail("response head too large")
+                return
+            self._deadline = self._loop.time() + self._read_timeout
         if self.buffered > _HIGH_WATER and not self.paused and self._transport is not None:
             self.paused = True
             self._transport.pause_reading()
         if self.headers_done:
             self._wake()
+
+    def _fail(self, why: str) -> None:
+        self.reusable = False
+        if not self.complete:
+            self.failure = why
+        self.close()
 
     def eof_received(self) -> bool:
         self._ended("closed by the server")
@@ -256,22 +288,11 @@ class H1Connection(asyncio.Protocol):
         self.reusable = False
         if not self.active or self.complete or self.failure is not None:
             return
-        if self.headers_done and self._delimited_by_close():
+        if self.headers_done and self._until_close:
             self.complete = True
         else:
             self.failure = why
         self._wake()
-
-    def _delimited_by_close(self) -> bool:
-        if self.status in _BODYLESS_STATUS:
-            return False
-        for name, value in self.raw_headers:
-            lower = name.lower()
-            if lower == b"content-length":
-                return False
-            if lower == b"transfer-encoding" and b"chunked" in value.lower():
-                return False
-        return True
 
     # -- httptools callbacks ------------------------------------------------------------------
 
@@ -290,9 +311,27 @@ class H1Connection(asyncio.Protocol):
             return
         self.status = status
         self.headers_done = True
+        self._read_framing()
         if self.head_only:  # llhttp would wait for a HEAD body that never comes
             self.complete = True
             self.reusable = False
+
+    def _read_framing(self) -> None:
+        """Whether the body ends at the close; a head framed two ways is never reused."""
+        coding = b""
+        length = False
+        for name, value in self.raw_headers:
+            lower = name.lower()
+            if lower == b"transfer-encoding":
+                coding = value
+            elif lower == b"content-length":
+                length = True
+        if coding:
+            self._until_close = coding.rsplit(b",", 1)[-1].strip().lower() != b"chunked"
+            if length:
+                self.reusable = False
+        else:
+            self._until_close = not length and self.status not in (204, 304)
 
     def on_body(self, body: bytes) -> None:
         if not self.complete:

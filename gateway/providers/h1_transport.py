@@ -6,17 +6,19 @@ general client (aiohttp) spends most of its per-request time on what Keyway neve
 request/response objects, header multidicts, payload registries, cookie jars, tracing hooks,
 decompression, redirects. This one does the minimum, in this order:
 
-1. the URL is split once and cached (origin, ``host`` header, request target);
+1. the URL is split once and cached (origin, ``host`` header, request target: `h1_request`);
 2. the request line, headers, framing and body become ONE bytes object and ONE write;
 3. a pooled connection is reused (LIFO, so the pool shrinks back under less load), or one is
    opened within ``connect_timeout_s`` (which includes waiting for a free slot);
-4. `H1Connection` parses the response with llhttp (C) and hands body pieces over as they come.
+4. `H1Connection` parses the response with llhttp (C) and hands body pieces over as they come
+   to the `H1Response` (`h1_response`), which gives the connection back or closes it.
 
 Pool: at most `max_connections` connections across all origins (busy plus idle). An idle
 connection expires after `idle_timeout_s` (checked when it is taken and by a sweep timer); when
 the pool is full, an idle connection to another origin is closed to make room, otherwise the
 request waits for a slot. A connection goes back to the pool only after its response was read
 to the end and the server allowed keep-alive; an abandoned, cut or timed-out exchange closes it.
+After `aclose`, a connection that was still being opened is closed when its exchange ends.
 
 A server may close a keep-alive connection just as a request is written to it (its idle timeout
 raced our reuse). When a REUSED connection dies before any byte of the response arrived, the
@@ -27,8 +29,10 @@ A fresh connection, a timeout or a partial response is never retried.
 
 TLS uses the event loop's ssl support with ``ssl.create_default_context()`` (certificate and
 hostname verification, SNI from the URL's host) unless an `ssl_context` is given. Proxies from
-the environment are ignored and DNS is the loop's resolver (once per new connection), as with
-the aiohttp transport's settings. ``HEAD`` is supported but closes its connection afterwards.
+the environment are ignored. DNS is the loop's resolver, its answer kept for 300 s and shared
+by concurrent connects (`h1_resolve`), as the aiohttp transport's DNS cache did; the addresses
+are tried in turn within ``connect_timeout_s``. ``HEAD`` is supported but closes its connection
+afterwards.
 
 Measured inside a minimal Litestar proxy (`loadtests/upstream_clients.py`, 5 interleaved
 rounds on a shared 2-core VM, medians): at 32 connections h1 forwarded 9,526 JSON req/s
@@ -42,113 +46,36 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import Final
-from urllib.parse import urlsplit
 
 from gateway.providers.h1_connection import H1Connection
-from gateway.providers.transport import (
-    ConnectError,
-    UpstreamTimeoutError,
-    fold_headers,
-)
+from gateway.providers.h1_request import encode_request, split_url
+from gateway.providers.h1_resolve import Resolver
+from gateway.providers.h1_response import H1Response
+from gateway.providers.transport import ConnectError, UpstreamTimeoutError
 
 __all__ = ["H1Response", "H1Transport"]
 
 _IDLE_TIMEOUT_S: Final = 30.0
 _ROUTE_CACHE_LIMIT: Final = 1024
-_FRAMING: Final = frozenset({"host", "content-length", "transfer-encoding", "connection"})
-"""Caller headers the transport owns: dropped, then written by the transport itself."""
-_BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
-"""Methods that announce an empty body (``content-length: 0``) when given none."""
 
 
 class _Origin:
     """Where connections go (scheme, host, port) and its idle connections, oldest first."""
 
-    __slots__ = ("host", "host_header", "idle", "port", "tls")
+    __slots__ = ("host", "host_header", "idle", "key", "port", "tls")
 
-    def __init__(self, host: str, port: int, tls: bool, host_header: str) -> None:
+    def __init__(
+        self, key: tuple[str, str, int], host: str, port: int, tls: bool, host_header: str
+    ) -> None:
+        self.key = key
         self.host = host
         self.port = port
         self.tls = tls
         self.host_header = host_header
         self.idle: list[H1Connection] = []
-
-
-class H1Response:
-    """A response whose headers have arrived; the body is read from its connection."""
-
-    __slots__ = ("_conn", "_pool", "headers", "status")
-
-    def __init__(self, pool: H1Transport, conn: H1Connection) -> None:
-        self._pool = pool
-        self._conn: H1Connection | None = conn
-        self.status = conn.status
-        self.headers: Mapping[str, str] = fold_headers(
-            (name.decode("latin-1"), value.decode("latin-1")) for name, value in conn.raw_headers
-        )
-
-    async def read(self) -> bytes:
-        """The whole body (read once; a second call returns b"")."""
-        conn = self._conn
-        if conn is None:
-            return b""
-        parts: list[bytes] = []
-        try:
-            while not conn.complete:
-                if conn.body:
-                    parts.append(conn.take())
-                else:
-                    await conn.wait_body()
-        except BaseException:
-            self._abandon()
-            raise
-        if conn.body:
-            parts.append(conn.take())
-        self._finish()
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    async def iter_bytes(self) -> AsyncIterator[bytes]:
-        """Everything that has arrived since the last chunk, as soon as it arrives."""
-        conn = self._conn
-        if conn is None:
-            return
-        try:
-            while True:
-                if conn.body:
-                    chunk = conn.take()
-                    if conn.complete:
-                        self._finish()  # back in the pool before the last chunk is handled
-                        yield chunk
-                        return
-                    yield chunk
-                elif conn.complete:
-                    break
-                else:
-                    await conn.wait_body()
-        except BaseException:
-            self._abandon()
-            raise
-        self._finish()
-
-    async def aclose(self) -> None:
-        self._abandon()
-
-    def _finish(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None and conn.finish():
-            self._pool.put_idle(conn)
-
-    def _abandon(self) -> None:
-        """Stop reading: a fully received response still frees its connection, else it closes."""
-        conn = self._conn
-        if conn is not None and conn.complete and conn.failure is None:
-            self._finish()
-        elif conn is not None:
-            self._conn = None
-            conn.close()
 
 
 class H1Transport:
@@ -173,6 +100,7 @@ class H1Transport:
         """Connections being opened; with `_connections`, what `max_connections` bounds."""
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._sweeper: asyncio.TimerHandle | None = None
+        self._resolver = Resolver()
 
     async def send(
         self,
@@ -207,7 +135,7 @@ class H1Transport:
         except BaseException:
             conn.close()
             raise
-        return H1Response(self, conn)
+        return H1Response(conn, self.put_idle)
 
     async def aclose(self) -> None:
         """Close every connection (busy ones too) and forget the pool; the transport stays usable."""
@@ -218,12 +146,16 @@ class H1Transport:
             conn.close()
         self._origins.clear()
         self._routes.clear()
+        self._resolver.clear()
         self._loop = None
 
     def put_idle(self, conn: H1Connection) -> None:
         """Keep a connection whose exchange ended cleanly, for the next request to its origin."""
         origin = conn.origin
-        assert isinstance(origin, _Origin) and self._loop is not None
+        assert isinstance(origin, _Origin)
+        if self._loop is None or self._origins.get(origin.key) is not origin:
+            conn.close()  # opened before `aclose`: that pool is gone
+            return
         conn.idle_since = self._loop.time()
         origin.idle.append(conn)
         if self._sweeper is None:
@@ -280,13 +212,7 @@ class H1Transport:
         loop = self._bound_loop()
         self._connecting += 1
         try:
-            _, conn = await loop.create_connection(
-                partial(H1Connection, loop, origin, self._drop),
-                origin.host,
-                origin.port,
-                ssl=self._tls() if origin.tls else None,
-                server_hostname=origin.host if origin.tls else None,
-            )
+            conn = await self._open(loop, origin)
         except BaseException:
             self._connecting -= 1
             if self._slot_waiters:
@@ -297,6 +223,32 @@ class H1Transport:
         if conn.closed:  # lost before it was registered: _drop already ran
             self._connections.discard(conn)
         return conn
+
+    async def _open(self, loop: asyncio.AbstractEventLoop, origin: _Origin) -> H1Connection:
+        """Connect to the origin's addresses in turn (one lookup shared by every connect)."""
+        addresses = await self._resolver.resolve(origin.host, origin.port)
+        error: OSError = ConnectionError("no address")
+        try:
+            for address in addresses:
+                try:
+                    _, conn = await loop.create_connection(
+                        partial(H1Connection, loop, origin, self._drop),
+                        address,
+                        origin.port,
+                        ssl=self._tls() if origin.tls else None,
+                        server_hostname=origin.host if origin.tls else None,
+                    )
+                    return conn
+                except ssl.SSLError:
+                    raise
+                except OSError as exc:
+                    error = exc
+            raise error
+        except ssl.SSLError:
+            raise  # the certificate is the host's, not one address's
+        except BaseException:  # refused, unreachable or too slow: the answer may be stale
+            self._resolver.forget(origin.host, origin.port)
+            raise
 
     def _has_slot(self) -> bool:
         return len(self._connections) + self._connecting < self._max_connections
@@ -372,64 +324,15 @@ class H1Transport:
     def _route(self, url: str) -> tuple[_Origin, str]:
         """Split `url` into its origin (shared by every URL of it) and the request target."""
         self._bound_loop()
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError as exc:
-            raise ConnectError("upstream URL is invalid") from exc
-        scheme, host = parts.scheme, parts.hostname
-        if scheme not in ("http", "https") or not host:
-            raise ConnectError("upstream URL is not an absolute http(s) URL")
-        if not host.isascii():
-            host = host.encode("idna").decode("ascii")
-        tls = scheme == "https"
-        default_port = 443 if tls else 80
-        port = port or default_port
-        shown = f"[{host}]" if ":" in host else host
-        host_header = shown if port == default_port else f"{shown}:{port}"
-        key = (scheme, host, port)
+        parts = split_url(url)
+        key = (parts.scheme, parts.host, parts.port)
         origin = self._origins.get(key)
         if origin is None:
-            origin = self._origins[key] = _Origin(host, port, tls, host_header)
-        target = parts.path or "/"
-        if parts.query:
-            target = f"{target}?{parts.query}"
+            origin = _Origin(
+                key, parts.host, parts.port, parts.scheme == "https", parts.host_header
+            )
+            self._origins[key] = origin
         if len(self._routes) >= _ROUTE_CACHE_LIMIT:
             self._routes.clear()
-        route = self._routes[url] = (origin, target)
+        route = self._routes[url] = (origin, parts.target)
         return route
-
-
-def encode_request(
-    method: str,
-    target: str,
-    host_header: str,
-    headers: Sequence[tuple[str, str]],
-    body: bytes | None,
-) -> bytes:
-    """The request as one bytes object: request line, host, headers, framing, body.
-
-    Header values are encoded as latin-1 (the inverse of how the gateway decoded the client's),
-    UTF-8 only if that fails. A CR or LF inside the method, target, a name or a value would
-    split the head (request smuggling), so it is refused with ValueError, naming no value.
-    """
-    lines = [f"{method} {target} HTTP/1.1\r\nhost: {host_header}\r\n"]
-    for name, value in headers:
-        if name.lower() not in _FRAMING:
-            lines.append(f"{name}: {value}\r\n")
-    breaks = len(lines) + 3  # two after the request line and host, one per header, two to end
-    if body is not None:
-        lines.append(f"content-length: {len(body)}\r\n\r\n")
-    elif method in _BODY_METHODS:
-        lines.append("content-length: 0\r\n\r\n")
-    else:
-        lines.append("\r\n")
-        breaks -= 1
-    head = "".join(lines)
-    if head.count("\n") != breaks or head.count("\r") != breaks:
-        raise ValueError("CR or LF inside the request line or a header field")
-    try:
-        encoded = head.encode("latin-1")
-    except UnicodeEncodeError:
-        encoded = head.encode("utf-8")
-    return encoded + body if body else encoded

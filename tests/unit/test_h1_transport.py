@@ -3,118 +3,37 @@
 Each test scripts a raw asyncio server connection by connection, so the exact moment a server
 closes, what it sent before, and how many connections the pool opened are under its control:
 the stale keep-alive retry, bodies framed by chunks or by the close, cuts, the pool bound and
-eviction, idle expiry, back-pressure, cancellation and TLS (a self-signed certificate made
-here with `cryptography`).
+eviction, idle expiry, back-pressure, cancellation and TLS. The servers and the self-signed
+certificate come from `h1_harness`; framing, timeouts, TLS and the pool under stress have
+their own files (test_h1_framing, test_h1_exchange, test_h1_pool, test_h1_through_gateway).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime as dt
-import ipaddress
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from gateway.providers.h1_connection import H1Connection
-from gateway.providers.h1_transport import H1Response, H1Transport, encode_request
+from gateway.providers.h1_request import encode_request
+from gateway.providers.h1_transport import H1Transport
 from gateway.providers.transport import ConnectError, StreamCut, UpstreamTimeoutError
+from tests.unit.h1_harness import (
+    OK,
+    Handler,
+    Server,
+    assert_discreet,
+    connection_of,
+    poll,
+    post,
+    self_signed,
+    server_tls_context,
+    serving,
+)
 
 __all__: list[str] = []
-
-SECRET = "sk-very-secret"
-HEADERS = [("content-type", "application/json"), ("authorization", f"Bearer {SECRET}")]
-BODY = b'{"model":"m"}'
-CONNECT_S = 2.0
-READ_S = 5.0
-OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-POLL_S = 0.01
-POLL_LIMIT = 500
-"""Polls give up after POLL_LIMIT * POLL_S = 5 s (only a failing test gets there)."""
-
-Handler = Callable[[int, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-class Server:
-    """A loopback server that runs `handler(connection index, reader, writer)` per connection."""
-
-    def __init__(self, handler: Handler, ssl_context: ssl.SSLContext | None = None) -> None:
-        self.handler = handler
-        self.ssl_context = ssl_context
-        self.connections = 0
-        self.requests = 0
-        self.closed_by_client = 0
-        self.server_names: list[str | None] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/chat"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._accept, "127.0.0.1", 0, ssl=self.ssl_context
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        index = self.connections
-        self.connections += 1
-        task = asyncio.create_task(self._run(index, reader, writer))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run(
-        self, index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        try:
-            await self.handler(index, reader, writer)
-        finally:
-            writer.transport.abort()
-
-    async def request(self, reader: asyncio.StreamReader) -> bytes | None:
-        """Read one request (head and content-length body); None when the client closed."""
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError):
-            self.closed_by_client += 1
-            return None
-        length = 0
-        for line in head.split(b"\r\n"):
-            name, _, value = line.partition(b":")
-            if name.lower() == b"content-length":
-                length = int(value)
-        await reader.readexactly(length)
-        self.requests += 1
-        return head
-
-    async def until_client_closes(self, reader: asyncio.StreamReader) -> None:
-        with contextlib.suppress(ConnectionError):
-            await reader.read()
-        self.closed_by_client += 1
-
-
-async def serving(handler: Handler, ssl_context: ssl.SSLContext | None = None) -> Server:
-    server = Server(handler, ssl_context)
-    await server.start()
-    return server
 
 
 @pytest.fixture
@@ -130,39 +49,6 @@ async def transport() -> AsyncIterator[H1Transport]:
     instance = H1Transport(max_connections=16)
     yield instance
     await instance.aclose()
-
-
-async def post(
-    transport: H1Transport,
-    url: str,
-    *,
-    read_timeout_s: float = READ_S,
-    connect_s: float = CONNECT_S,
-) -> H1Response:
-    return await transport.send(
-        "POST", url, HEADERS, BODY, connect_timeout_s=connect_s, read_timeout_s=read_timeout_s
-    )
-
-
-async def poll(condition: Callable[[], bool]) -> None:
-    for _ in range(POLL_LIMIT):
-        if condition():
-            return
-        await asyncio.sleep(POLL_S)
-    raise AssertionError("condition never became true")
-
-
-def connection_of(response: H1Response) -> H1Connection:
-    conn = response._conn
-    assert conn is not None
-    return conn
-
-
-def assert_discreet(exc: BaseException) -> None:
-    """Seam messages name neither the secret nor where the request went."""
-    assert SECRET not in str(exc)
-    assert "127.0.0.1" not in str(exc)
-    assert "localhost" not in str(exc)
 
 
 # -- keep-alive and the stale-connection retry ------------------------------------------------
@@ -511,44 +397,9 @@ async def test_idle_connections_expire(servers: list[Server]) -> None:
 # -- TLS --------------------------------------------------------------------------------------
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for localhost and 127.0.0.1, and its key, as PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 async def tls_server(tmp_path: Path, servers: list[Server]) -> tuple[Server, Path]:
     cert_path, key_path = self_signed(tmp_path)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_path, key_path)
+    context = server_tls_context(cert_path, key_path)
 
     def record_sni(sock: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
         server.server_names.append(server_name)
@@ -622,7 +473,6 @@ def test_line_breaks_inside_a_header_are_refused(headers: list[tuple[str, str]])
 async def test_unsupported_or_invalid_urls_are_connect_errors(transport: H1Transport) -> None:
     with pytest.raises(ConnectError, match="not an absolute http"):
         await transport.send("GET", "ftp://x/", [], None, connect_timeout_s=1, read_timeout_s=1)
-    with pytest.raises(ConnectError, match="invalid"):
-        await transport.send(
-            "GET", "http://x:99999/", [], None, connect_timeout_s=1, read_timeout_s=1
-        )
+    for url in ("http://x:99999/", "http://a..b/", f"https://{'a' * 64}.test/"):
+        with pytest.raises(ConnectError, match="invalid"):  # not a UnicodeError from DNS
+            await transport.send("GET", url, [], None, connect_timeout_s=1, read_timeout_s=1)

@@ -1,0 +1,100 @@
+"""The response of the `h1` transport: status and headers at once, the body from its connection.
+
+The body is read either whole (`read`) or as it arrives (`iter_bytes`, one piece per wake-up,
+never re-chunked). Whatever ends the reading decides the connection's fate: read to the end,
+it goes back to the pool (`reuse`) when the server allowed keep-alive; abandoned, cut, timed
+out or cancelled, it is closed, so a half-read connection never serves another request. A
+response dropped without `aclose` closes its connection too: a caller's bug must not leak a
+pool slot while the provider keeps streaming into a paused socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+
+from gateway.providers.h1_connection import H1Connection
+from gateway.providers.transport import fold_headers
+
+__all__ = ["H1Response"]
+
+
+class H1Response:
+    """A response whose headers have arrived; the body is read from its connection."""
+
+    __slots__ = ("_conn", "_reuse", "headers", "status")
+
+    def __init__(self, conn: H1Connection, reuse: Callable[[H1Connection], None]) -> None:
+        self._reuse = reuse
+        """Takes the connection back when the body was read to the end and it may be reused."""
+        self._conn: H1Connection | None = conn
+        self.status = conn.status
+        self.headers: Mapping[str, str] = fold_headers(
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in conn.raw_headers
+        )
+
+    async def read(self) -> bytes:
+        """The whole body (read once; a second call returns b"")."""
+        conn = self._conn
+        if conn is None:
+            return b""
+        parts: list[bytes] = []
+        try:
+            while not conn.complete:
+                if conn.body:
+                    parts.append(conn.take())
+                else:
+                    await conn.wait_body()
+        except BaseException:
+            self._abandon()
+            raise
+        if conn.body:
+            parts.append(conn.take())
+        self._finish()
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        """Everything that has arrived since the last chunk, as soon as it arrives."""
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            while True:
+                if conn.body:
+                    chunk = conn.take()
+                    if conn.complete:
+                        self._finish()  # back in the pool before the last chunk is handled
+                        yield chunk
+                        return
+                    yield chunk
+                elif conn.complete:
+                    break
+                else:
+                    await conn.wait_body()
+        except BaseException:
+            self._abandon()
+            raise
+        self._finish()
+
+    async def aclose(self) -> None:
+        self._abandon()
+
+    def __del__(self) -> None:
+        conn = self._conn
+        if conn is not None and not conn.closed:  # dropped unread: close rather than leak
+            with contextlib.suppress(RuntimeError):  # the loop may be closed already
+                conn.close()
+
+    def _finish(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and conn.finish():
+            self._reuse(conn)
+
+    def _abandon(self) -> None:
+        """Stop reading: a fully received response still frees its connection, else it closes."""
+        conn = self._conn
+        if conn is not None and conn.complete and conn.failure is None:
+            self._finish()
+        elif conn is not None:
+            self._conn = None
+            conn.close()
