@@ -21,11 +21,12 @@ to the end and the server allowed keep-alive; an abandoned, cut or timed-out exc
 After `aclose`, a connection that was still being opened is closed when its exchange ends.
 
 A server may close a keep-alive connection just as a request is written to it (its idle timeout
-raced our reuse). When a REUSED connection dies before any byte of the response arrived, the
-request is sent once more on a new connection. A server closes an idle connection between
-requests, so a request written into that race was never processed; the residual risk (a
-server that crashed after reading the request and before answering) is one repeated call.
-A fresh connection, a timeout or a partial response is never retried.
+raced our reuse). When a REUSED connection dies before any byte of the response arrived, and
+within `STALE_RETRY_WINDOW_S` of the write, the request is sent once more on a new connection:
+that race shows at once (a reset or EOF answering the write), while a connection that dies
+later was probably processing the request, and an LLM call must not run (and bill) twice. The
+residual risk (a server that crashed within that second after reading the request) is one
+repeated call. A fresh connection, a timeout or a partial response is never retried.
 
 TLS uses the event loop's ssl support with ``ssl.create_default_context()`` (certificate and
 hostname verification, SNI from the URL's host) unless an `ssl_context` is given. Proxies from
@@ -56,7 +57,10 @@ from gateway.providers.h1_resolve import Resolver
 from gateway.providers.h1_response import H1Response
 from gateway.providers.transport import ConnectError, UpstreamTimeoutError
 
-__all__ = ["H1Response", "H1Transport"]
+__all__ = ["STALE_RETRY_WINDOW_S", "H1Response", "H1Transport"]
+
+STALE_RETRY_WINDOW_S: Final = 1.0
+"""A reused connection that dies before any response byte is retried only this soon after the write."""
 
 _IDLE_TIMEOUT_S: Final = 30.0
 _ROUTE_CACHE_LIMIT: Final = 1024
@@ -119,11 +123,16 @@ class H1Transport:
         conn = self._take_idle(origin) if origin.idle else None
         if conn is None:
             conn = await self._acquire(origin, connect_timeout_s, fresh=False)
+        written = self._bound_loop().time()
         try:
             await conn.exchange(request, read_timeout_s, head_only)
         except ConnectError:
             conn.close()
-            if conn.exchanges < 2 or conn.got_bytes:
+            if (
+                conn.exchanges < 2
+                or conn.got_bytes
+                or self._bound_loop().time() - written > STALE_RETRY_WINDOW_S
+            ):
                 raise
             # a reused keep-alive connection died before any byte: the server closed it idle
             conn = await self._acquire(origin, connect_timeout_s, fresh=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.providers import h1_transport
 from gateway.providers.h1_request import encode_request
 from gateway.providers.h1_transport import H1Transport
 from gateway.providers.transport import ConnectError, StreamCut, UpstreamTimeoutError
@@ -73,6 +74,28 @@ async def test_reused_connection_dying_before_any_byte_is_retried_once(
     assert await (await post(transport, server.url)).read() == b"ok"
     assert await (await post(transport, server.url)).read() == b"ok"
     assert (server.connections, server.requests) == (2, 3)
+
+
+async def test_reused_connection_dying_late_is_not_retried(
+    transport: H1Transport, servers: list[Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Silence, then a close: the server was probably working on it; never send it twice."""
+    monkeypatch.setattr(h1_transport, "STALE_RETRY_WINDOW_S", 0.05)
+
+    async def handler(index: int, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await server.request(reader)
+        w.write(OK)
+        await server.request(reader)
+        await asyncio.sleep(0.3)  # longer than the window: this was no idle-timeout race
+        w.close()
+
+    server = await serving(handler)
+    servers.append(server)
+    await (await post(transport, server.url)).read()
+    with pytest.raises(ConnectError) as caught:
+        await post(transport, server.url)
+    assert_discreet(caught.value)
+    assert (server.connections, server.requests) == (1, 2)
 
 
 async def test_reused_connection_failing_after_a_response_byte_is_not_retried(
