@@ -331,8 +331,9 @@ All four pass `tests/unit/test_transport.py` (JSON round trip, chunk-by-chunk st
 with a server that waits for the client, ConnectError, timeouts, StreamCut, idempotent aclose),
 with these settings, which the implementations hard-code:
 
-- h1: `tests/unit/test_h1_transport.py` adds the stale keep-alive retry (once, only on a
-  reused connection that died before any response byte), chunked bodies with extensions and
+- h1: `tests/unit/test_h1_*.py` (transport, framing, exchange, pool, through the gateway, and
+  all of them again on uvloop) add the stale keep-alive retry (once, only on a reused
+  connection that died before any response byte, within 1 s of the write), chunked bodies with extensions and
   trailers, read-until-close bodies, cuts, the pool bound and eviction, idle expiry,
   back-pressure (reading pauses above 256 KiB unconsumed), cancellation, TLS with SNI and
   certificate verification, and CR/LF refusal in header fields.
