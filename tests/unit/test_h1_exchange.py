@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -33,21 +32,6 @@ from tests.unit.h1_harness import (
 __all__: list[str] = []
 
 PASSWORD = "pw-in-the-url"
-
-
-@pytest.fixture
-async def servers() -> AsyncIterator[list[Server]]:
-    started: list[Server] = []
-    yield started
-    for server in started:
-        await server.stop()
-
-
-@pytest.fixture
-async def transport() -> AsyncIterator[H1Transport]:
-    instance = H1Transport(max_connections=16)
-    yield instance
-    await instance.aclose()
 
 
 # -- read timeouts ----------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -19,21 +18,6 @@ from gateway.providers.transport import ConnectError, StreamCut
 from tests.unit.h1_harness import OK, Server, assert_discreet, poll, post, serving
 
 __all__: list[str] = []
-
-
-@pytest.fixture
-async def servers() -> AsyncIterator[list[Server]]:
-    started: list[Server] = []
-    yield started
-    for server in started:
-        await server.stop()
-
-
-@pytest.fixture
-async def transport() -> AsyncIterator[H1Transport]:
-    instance = H1Transport(max_connections=16)
-    yield instance
-    await instance.aclose()
 
 
 async def answering(servers: list[Server], *responses: bytes) -> Server:

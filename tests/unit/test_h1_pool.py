@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import random
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +30,6 @@ from tests.unit.h1_harness import (
 )
 
 __all__: list[str] = []
-
-
-@pytest.fixture
-async def servers() -> AsyncIterator[list[Server]]:
-    started: list[Server] = []
-    yield started
-    for server in started:
-        await server.stop()
 
 
 async def keep_alive_server(servers: list[Server]) -> Server:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,21 +35,6 @@ from tests.unit.h1_harness import (
 )
 
 __all__: list[str] = []
-
-
-@pytest.fixture
-async def servers() -> AsyncIterator[list[Server]]:
-    started: list[Server] = []
-    yield started
-    for server in started:
-        await server.stop()
-
-
-@pytest.fixture
-async def transport() -> AsyncIterator[H1Transport]:
-    instance = H1Transport(max_connections=16)
-    yield instance
-    await instance.aclose()
 
 
 # -- keep-alive and the stale-connection retry ------------------------------------------------
