@@ -13,7 +13,12 @@ from collections.abc import Mapping
 from gateway.clients import Client, ClientDirectory, client_key_secret
 from gateway.config import Config
 from gateway.control.sync import ConfigSync
-from gateway.providers.transport import DEFAULT_KIND, UpstreamTransport, create_transport
+from gateway.providers.transport import (
+    UpstreamTransport,
+    choose_kind,
+    create_transport,
+    proxy_configured,
+)
 from gateway.routing.degraded import DegradedMode
 from gateway.routing.router import Router
 from gateway.routing.settler import Settler
@@ -53,9 +58,7 @@ class Gateway:
             handle, prefix=cfg.redis.prefix, guard=RedisGuard(cfg.redis.retry_interval_s)
         )
         self.state.guard.on_change = self._redis_changed
-        self.transport = transport or create_transport(
-            env.get("KEYWAY_UPSTREAM_CLIENT") or DEFAULT_KIND
-        )
+        self.transport = transport or _upstream_transport(env)
         self.settler = Settler(self.state)
         self.degraded = DegradedMode(
             prefix=cfg.redis.prefix,
@@ -148,3 +151,16 @@ class Gateway:
         if self._owns_tracing:
             tracing.shutdown_tracing()  # flushes the spans still queued for export
         worker_exit()
+
+
+def _upstream_transport(env: Mapping[str, str]) -> UpstreamTransport:
+    """The upstream client `choose_kind` names; behind an egress proxy, one that uses it."""
+    kind = choose_kind(env)
+    proxied = proxy_configured(env)
+    if proxied and kind != "aiohttp":
+        log.warning(
+            "HTTP(S)_PROXY is set but the %s upstream client ignores proxies; "
+            "unset KEYWAY_UPSTREAM_CLIENT (or set it to aiohttp) to call upstreams through it",
+            kind,
+        )
+    return create_transport(kind, trust_env=proxied)

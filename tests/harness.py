@@ -22,6 +22,8 @@ from typing import Any
 
 import msgspec
 
+from gateway.providers.transport import PROXY_VARIABLES
+
 __all__ = [
     "Proc",
     "free_port",
@@ -132,7 +134,9 @@ def _spawn(
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}-{port}.log"
     log = open(log_path, "wb")  # noqa: SIM115 - the child owns it
-    full_env = {**os.environ, **(env or {})}
+    # every process talks to 127.0.0.1 only: a developer's egress proxy must not catch that
+    inherited = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
+    full_env = {**inherited, **(env or {})}
     popen = subprocess.Popen(
         argv, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT, start_new_session=True
     )

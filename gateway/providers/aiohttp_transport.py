@@ -4,7 +4,9 @@ The session is created on first use (aiohttp binds it to the running event loop)
 decompresses (``auto_decompress=False``), never adds ``accept-encoding`` or ``user-agent``,
 keeps no cookies (a cookie set for one upstream key must not ride along with another key's
 request) and never follows redirects. ``sock_read`` gives the per-wait read timeout;
-``connect`` bounds the wait for a pooled connection plus the TCP/TLS connect.
+``connect`` bounds the wait for a pooled connection plus the TCP/TLS connect. With
+``trust_env`` it sends through the egress proxy named by HTTP(S)_PROXY (NO_PROXY honoured): the
+gateway picks this transport by itself when those variables are set (`choose_kind`).
 """
 
 from __future__ import annotations
@@ -86,8 +88,10 @@ class AiohttpResponse:
 class AiohttpTransport:
     """Sends upstream requests through one aiohttp session with a pool of `max_connections`."""
 
-    def __init__(self, *, max_connections: int = 1000) -> None:
+    def __init__(self, *, max_connections: int = 1000, trust_env: bool = False) -> None:
+        """`trust_env`: use the HTTP(S)_PROXY / NO_PROXY proxy of the environment (egress proxy)."""
         self._max_connections = max_connections
+        self._trust_env = trust_env
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
 
@@ -136,7 +140,7 @@ class AiohttpTransport:
             skip_auto_headers=("Accept-Encoding", "User-Agent"),
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None),
-            trust_env=False,
+            trust_env=self._trust_env,
         )
         return self._session
 

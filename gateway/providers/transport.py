@@ -40,14 +40,17 @@ from typing import Final, Protocol
 __all__ = [
     "DEFAULT_KIND",
     "KINDS",
+    "PROXY_VARIABLES",
     "ConnectError",
     "StreamCut",
     "TransportError",
     "UpstreamResponse",
     "UpstreamTimeoutError",
     "UpstreamTransport",
+    "choose_kind",
     "create_transport",
     "fold_headers",
+    "proxy_configured",
 ]
 
 KINDS: Final = ("aiohttp", "pyreqwest", "httpx", "h1")
@@ -127,12 +130,34 @@ def fold_headers(fields: Iterable[tuple[str, str]]) -> dict[str, str]:
     return folded
 
 
-def create_transport(kind: str = DEFAULT_KIND, *, max_connections: int = 1000) -> UpstreamTransport:
-    """Build the transport named `kind` with a pool of at most `max_connections` connections."""
+PROXY_VARIABLES: Final = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+"""Egress proxy settings in the environment; `h1` does not speak to proxies, aiohttp does."""
+
+
+def proxy_configured(env: Mapping[str, str]) -> bool:
+    """Whether the environment names an HTTP(S) proxy for upstream calls."""
+    return any(env.get(name) for name in PROXY_VARIABLES)
+
+
+def choose_kind(env: Mapping[str, str]) -> str:
+    """`KEYWAY_UPSTREAM_CLIENT`, else `DEFAULT_KIND`, else aiohttp when a proxy must be used."""
+    chosen = env.get("KEYWAY_UPSTREAM_CLIENT")
+    if chosen:
+        return chosen
+    return "aiohttp" if proxy_configured(env) else DEFAULT_KIND
+
+
+def create_transport(
+    kind: str = DEFAULT_KIND, *, max_connections: int = 1000, trust_env: bool = False
+) -> UpstreamTransport:
+    """Build the transport named `kind` with a pool of at most `max_connections` connections.
+
+    `trust_env` (aiohttp only): take the proxy from HTTP(S)_PROXY / NO_PROXY.
+    """
     if kind == "aiohttp":
         from gateway.providers.aiohttp_transport import AiohttpTransport
 
-        return AiohttpTransport(max_connections=max_connections)
+        return AiohttpTransport(max_connections=max_connections, trust_env=trust_env)
     if kind == "pyreqwest":
         from gateway.providers.pyreqwest_transport import PyreqwestTransport
 
