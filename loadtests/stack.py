@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.providers.transport import PROXY_VARIABLES
+
 __all__ = ["ROOT", "Pinning", "Proc", "Stack", "StartupError", "free_port"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,7 +148,12 @@ class Stack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
-                env={**os.environ, **(env or {})},
+                # all traffic is loopback: an egress proxy of the shell would change what Keyway
+                # measures (it makes Keyway choose the proxy-capable client)
+                env={
+                    **{k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES},
+                    **(env or {}),
+                },
                 start_new_session=True,
             )
         proc = Proc(name=name, popen=popen, log_path=log_path, port=port, argv=full_argv)
