@@ -25,7 +25,7 @@ end
 local w, wt, adm = KEYS[1], C .. ':wt', C .. ':adm'
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local HOUR, DAY = 3600000, 86400000
+local DAY = 86400000
 local est, hcost, spend_d, spend_m
 if mode == 'late' then
   if tin < 0 or tout < 0 or cost < 0 then return redis.error_reply('ERR client_settle: late needs figures') end
@@ -75,63 +75,7 @@ else
   end
 end
 
--- usage: one field group per alias, `a:<alias>:<metric>`, in the hour bucket only (the client's
--- total is their sum, made at read time). Day buckets are filled by a roll-up, once an hour:
--- `<C>:u:last` holds the last hour written; every hour bucket before it has been added into its
--- day bucket, so a day = its bucket + the marker's hour bucket when that hour falls in the day
--- (gateway/control/usage.py reads it so). Same scheme as settle.lua.
-local hour = math.floor(now / HOUR)
-local hb, mark = C .. ':u:h:' .. hour, C .. ':u:last'
-
--- add hour h's bucket into its day; only `a:` fields: older buckets also hold `all:`/`m:`
--- fields, which were written to the day bucket at the time
-local function roll_up(h)
-  local src, d = C .. ':u:h:' .. h, math.floor(h / 24)
-  local dst = C .. ':u:d:' .. d
-  local fields = redis.call('HGETALL', src)
-  local n = 0
-  for i = 1, #fields, 2 do
-    if string.sub(fields[i], 1, 2) == 'a:' then
-      redis.call('HINCRBY', dst, fields[i], fields[i + 1])
-      n = n + 1
-    end
-  end
-  if n > 0 then redis.call('PEXPIREAT', dst, (d + 401) * DAY) end
-  -- an hour bucket waits for its roll-up however long that takes, then keeps the 8 days
-  if #fields > 0 then redis.call('PEXPIREAT', src, (h + 1) * HOUR + 8 * DAY) end
-end
-
-local last = tonumber(redis.call('HGET', mark, 'h'))
-local behind = false
-if not last or last < hour then
-  if last then roll_up(last) end
-  redis.call('HSET', mark, 'h', hour)
-  redis.call('PEXPIRE', mark, 400 * DAY)
-elseif last > hour then
-  behind = true  -- Redis's clock stepped back past the marker: this hour is rolled up already
-end
-local day_b = C .. ':u:d:' .. math.floor(hour / 24)
-local g = 'a:' .. model .. ':'
-local function add(metric, v)
-  if v ~= 0 then
-    redis.call('HINCRBY', hb, g .. metric, v)
-    if behind then redis.call('HINCRBY', day_b, g .. metric, v) end
-  end
-end
--- zero increments are skipped, and the TTL is set when a field group is born
-if redis.call('HINCRBY', hb, g .. 'req', 1) == 1 then
-  if behind then
-    redis.call('PEXPIREAT', hb, (hour + 1) * HOUR + 8 * DAY)
-  else
-    redis.call('PEXPIRE', hb, 400 * DAY)
-  end
-end
-if behind then
-  redis.call('HINCRBY', day_b, g .. 'req', 1)
-  redis.call('PEXPIREAT', day_b, (math.floor(hour / 24) + 401) * DAY)
-end
-add('in', tin)
-add('out', tout)
-add('cost', cost)
-add('err', err)
+-- usage (lib/usage.lua, prepended): one field group per alias, `a:<alias>:<metric>`; the
+-- client's total is their sum, made at read time
+usage_write(C, now, 'a:' .. model .. ':', '^a:', tin, tout, cost, err)
 return 1

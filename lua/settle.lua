@@ -48,69 +48,13 @@
 -- This script runs on every request: each Redis command in it costs the whole fleet (Redis is
 -- single-threaded), so reads of one hash are one HMGET and writes of one hash one HSET.
 local P, req, outcome = ARGV[1], ARGV[2], ARGV[3]
-local HOUR, DAY = 3600000, 86400000
+local DAY = 86400000
 
--- usage: one field group per (key, model) pair, in the hour bucket only. Day buckets are
--- filled by a roll-up, once an hour: `<P>:u:last` holds the last hour written; every hour bucket
--- before it has been added into its day bucket, so a day = its bucket + the marker's hour bucket
--- when that hour falls in the day (gateway/control/usage.py reads it so). Key ids cannot hold
--- '|' or ':', so `<key id>|<model>:<metric>` parses back whatever the model name holds.
-
--- add hour h's bucket into its day; only fields of this layout (a '|' before any ':'): older
--- buckets also hold `k:`/`m:` fields, which were written to the day bucket at the time
-local function roll_up(h)
-  local src, d = P .. ':u:h:' .. h, math.floor(h / 24)
-  local dst = P .. ':u:d:' .. d
-  local fields = redis.call('HGETALL', src)
-  local n = 0
-  for i = 1, #fields, 2 do
-    if string.find(fields[i], '^[^:|]*|') then
-      redis.call('HINCRBY', dst, fields[i], fields[i + 1])
-      n = n + 1
-    end
-  end
-  if n > 0 then redis.call('PEXPIREAT', dst, (d + 401) * DAY) end
-  -- an hour bucket waits for its roll-up however long that takes, then keeps the 8 days
-  if #fields > 0 then redis.call('PEXPIREAT', src, (h + 1) * HOUR + 8 * DAY) end
-end
-
--- one request of key `kid` and `model` at `now` (ms): req +1 and the other metrics (integers)
+-- usage (lib/usage.lua, prepended): one field group per (key, model) pair,
+-- `<key id>|<model>:<metric>`; key ids cannot hold '|' or ':', so it parses back whatever the
+-- model name holds
 local function write_usage(now, kid, model, tin, tout, cost, err)
-  local hour = math.floor(now / HOUR)
-  local hb, mark = P .. ':u:h:' .. hour, P .. ':u:last'
-  local last = tonumber(redis.call('HGET', mark, 'h'))
-  local behind = false
-  if not last or last < hour then
-    if last then roll_up(last) end
-    redis.call('HSET', mark, 'h', hour)
-    redis.call('PEXPIRE', mark, 400 * DAY)
-  elseif last > hour then
-    behind = true  -- Redis's clock stepped back past the marker: this hour is rolled up already
-  end
-  local day_b = P .. ':u:d:' .. math.floor(hour / 24)
-  local g = kid .. '|' .. model .. ':'
-  local function add(metric, v)
-    if v ~= 0 then
-      redis.call('HINCRBY', hb, g .. metric, v)
-      if behind then redis.call('HINCRBY', day_b, g .. metric, v) end
-    end
-  end
-  -- zero increments are skipped, and the TTL is set when a field group is born
-  if redis.call('HINCRBY', hb, g .. 'req', 1) == 1 then
-    if behind then
-      redis.call('PEXPIREAT', hb, (hour + 1) * HOUR + 8 * DAY)
-    else
-      redis.call('PEXPIRE', hb, 400 * DAY)
-    end
-  end
-  if behind then
-    redis.call('HINCRBY', day_b, g .. 'req', 1)
-    redis.call('PEXPIREAT', day_b, (math.floor(hour / 24) + 401) * DAY)
-  end
-  add('in', tin)
-  add('out', tout)
-  add('cost', cost)
-  add('err', err)
+  usage_write(P, now, kid .. '|' .. model .. ':', '^[^:|]*|', tin, tout, cost, err)
 end
 
 local function server_ms()

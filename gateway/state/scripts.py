@@ -33,8 +33,12 @@ class LuaScript:
     sha: str
 
     @classmethod
-    def from_package(cls, name: str) -> LuaScript:
-        source = resources.files("gateway").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    def from_package(cls, name: str, *, libs: tuple[str, ...] = ()) -> LuaScript:
+        """`lua/<name>.lua`, after the `lua/lib/<lib>.lua` files it calls (Redis Lua has no
+        include: a library's local functions are prepended to every script that uses them)."""
+        lua = resources.files("gateway").joinpath("lua")
+        parts = [lua.joinpath("lib", f"{lib}.lua").read_text("utf-8") for lib in libs]
+        source = "\n".join([*parts, lua.joinpath(f"{name}.lua").read_text("utf-8")])
         return cls(name=name, source=source, sha=hashlib.sha1(source.encode()).hexdigest())
 
 
@@ -76,9 +80,9 @@ return {{first, second}}
 
 
 ACQUIRE = LuaScript.from_package("acquire")
-SETTLE = LuaScript.from_package("settle")
+SETTLE = LuaScript.from_package("settle", libs=("usage",))
 CLIENT_ADMIT = LuaScript.from_package("client_admit")
-CLIENT_SETTLE = LuaScript.from_package("client_settle")
+CLIENT_SETTLE = LuaScript.from_package("client_settle", libs=("usage",))
 HEARTBEAT = LuaScript.from_package("heartbeat")
 ADMIT_ACQUIRE = pair(CLIENT_ADMIT, ACQUIRE, skip_second_unless_first_ok=True)
 SETTLE_BOTH = pair(SETTLE, CLIENT_SETTLE, skip_second_unless_first_ok=False)
