@@ -44,7 +44,7 @@ end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local WINDOW = 60000
+local WINDOW = WINDOW_MS  -- lib/window.lua
 local leases = KEYS[1]
 local lease_h = P .. ':lease'
 
@@ -79,30 +79,11 @@ for _, rid in ipairs(expired) do
   redis.call('ZREM', leases, rid)
 end
 
--- drop window entries older than the window, keeping the token sum exact
+-- the key's window (lib/window.lua), trimmed to the last minute
 local function trim(kid)
   local w, wt = P .. ':w:' .. kid, P .. ':wt:' .. kid
-  local old = redis.call('ZRANGEBYSCORE', w, '-inf', now - WINDOW)
-  if #old > 0 then
-    local freed = 0
-    for _, rid in ipairs(old) do
-      freed = freed + (tonumber(redis.call('HGET', wt, rid)) or 0)
-      redis.call('HDEL', wt, rid)
-    end
-    redis.call('ZREMRANGEBYSCORE', w, '-inf', now - WINDOW)
-    redis.call('HINCRBY', wt, '_sum', 0 - freed)  -- (0 - x): Lua 5.1 renders -0 as "-0", which HINCRBY refuses
-  end
+  window_trim(w, wt, now)
   return w, wt
-end
-
--- when will `need` tokens fit under `limit` again, given the window's entries in time order
-local function tokens_free_at(w, wt, sum, need, limit)
-  local entries = redis.call('ZRANGE', w, 0, -1, 'WITHSCORES')
-  for i = 1, #entries, 2 do
-    sum = sum - (tonumber(redis.call('HGET', wt, entries[i])) or 0)
-    if sum + need <= limit then return tonumber(entries[i + 1]) + WINDOW end
-  end
-  return now + WINDOW
 end
 
 -- the provider+model breaker: while open, no key of this pool serves this model
@@ -160,7 +141,7 @@ for i, c in ipairs(cands) do
       local oldest = redis.call('ZRANGE', w, 0, 0, 'WITHSCORES')
       skip(c, 'rpm', tonumber(oldest[2]) + WINDOW)
     elseif c.tpm > 0 and sum + est > c.tpm then
-      skip(c, 'tpm', tokens_free_at(w, wt, sum, est, c.tpm))
+      skip(c, 'tpm', window_tokens_free_at(w, wt, sum, est, c.tpm, now))
     elseif rem_reset > now and ((rem_req and rem_req <= 0) or (rem_tok and rem_tok < est)) then
       skip(c, 'upstream_quota', rem_reset)
     else

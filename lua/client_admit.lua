@@ -25,7 +25,7 @@ if #ARGV ~= 9 or not rpm or not tpm or not est or not cost or not bday or not bm
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local WINDOW = 60000
+local WINDOW = WINDOW_MS  -- lib/window.lua
 local w, wt, adm, admz = KEYS[1], C .. ':wt', C .. ':adm', C .. ':admz'
 
 if redis.call('HEXISTS', adm, req) == 1 then return {1, ''} end
@@ -66,17 +66,8 @@ for _, rid in ipairs(stale) do
   redis.call('ZREM', admz, rid)
 end
 
--- exact sliding window: forget what left it
-local old = redis.call('ZRANGEBYSCORE', w, '-inf', now - WINDOW)
-if #old > 0 then
-  local freed = 0
-  for _, rid in ipairs(old) do
-    freed = freed + (tonumber(redis.call('HGET', wt, rid)) or 0)
-    redis.call('HDEL', wt, rid)
-  end
-  redis.call('ZREMRANGEBYSCORE', w, '-inf', now - WINDOW)
-  redis.call('HINCRBY', wt, '_sum', 0 - freed)  -- (0 - x): Lua 5.1 renders -0 as "-0", which HINCRBY refuses
-end
+-- exact sliding window (lib/window.lua): forget what left it
+window_trim(w, wt, now)
 
 if rpm > 0 and redis.call('ZCARD', w) >= rpm then
   local oldest = redis.call('ZRANGE', w, 0, 0, 'WITHSCORES')
@@ -86,12 +77,7 @@ if tpm > 0 then
   if est > tpm then return {0, -1, 'tpm_exceeds_limit'} end
   local sum = tonumber(redis.call('HGET', wt, '_sum')) or 0
   if sum + est > tpm then
-    local entries = redis.call('ZRANGE', w, 0, -1, 'WITHSCORES')
-    for i = 1, #entries, 2 do
-      sum = sum - (tonumber(redis.call('HGET', wt, entries[i])) or 0)
-      if sum + est <= tpm then return {0, tonumber(entries[i + 1]) + WINDOW - now, 'tpm'} end
-    end
-    return {0, WINDOW, 'tpm'}
+    return {0, window_tokens_free_at(w, wt, sum, est, tpm, now) - now, 'tpm'}
   end
 end
 if bday > 0 or bmonth > 0 then

@@ -79,9 +79,9 @@ return {{first, second}}
     return LuaScript(name=name, source=source, sha=hashlib.sha1(source.encode()).hexdigest())
 
 
-ACQUIRE = LuaScript.from_package("acquire")
+ACQUIRE = LuaScript.from_package("acquire", libs=("window",))
 SETTLE = LuaScript.from_package("settle", libs=("usage",))
-CLIENT_ADMIT = LuaScript.from_package("client_admit")
+CLIENT_ADMIT = LuaScript.from_package("client_admit", libs=("window",))
 CLIENT_SETTLE = LuaScript.from_package("client_settle", libs=("usage",))
 HEARTBEAT = LuaScript.from_package("heartbeat")
 ADMIT_ACQUIRE = pair(CLIENT_ADMIT, ACQUIRE, skip_second_unless_first_ok=True)
