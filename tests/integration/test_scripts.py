@@ -5,32 +5,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from gateway.state.connection import open_redis
 from gateway.state.layout import pool_prefix
 from gateway.state.store import Lease, NoKey, ScriptCall, SharedState, StateError
 
 BREAKER = (3, 50, 100, 60_000, 200, 10_000)  # 3 consecutive failures open it; 200 ms first period
 _ids = itertools.count()
-
-
-@pytest.fixture(params=["standalone", "cluster", "embedded"])
-async def state(request: pytest.FixtureRequest) -> AsyncIterator[SharedState]:
-    if request.param == "standalone":
-        url: str | None = request.getfixturevalue("redis_url")
-    elif request.param == "cluster":
-        url = request.getfixturevalue("redis_cluster")
-    else:
-        url = None
-    store = SharedState(open_redis(url), prefix=f"st{uuid.uuid4().hex[:8]}")
-    await store.load_scripts()
-    yield store
-    await store.aclose()
 
 
 def rid() -> str:

@@ -8,16 +8,11 @@ with it, back in time: exactly the state a request of that hour would have left.
 from __future__ import annotations
 
 import itertools
-import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from gateway.control.store import ConfigStore
 from gateway.control.usage import Period, UsageRow, client_usage, key_usage, model_usage
-from gateway.state.connection import open_redis
 from gateway.state.layout import client_prefix, pool_prefix
 from gateway.state.store import Lease, SharedState
 
@@ -25,20 +20,6 @@ BREAKER = (1000, 100, 1000, 60_000, 1000, 1000)
 HOUR_MS, DAY_MS = 3_600_000, 86_400_000
 _ids = itertools.count()
 BOTH: list[tuple[Period, int]] = [("hour", 4), ("day", 2)]
-
-
-@pytest.fixture(params=["standalone", "cluster", "embedded"])
-async def state(request: pytest.FixtureRequest) -> AsyncIterator[SharedState]:
-    if request.param == "standalone":
-        url: str | None = request.getfixturevalue("redis_url")
-    elif request.param == "cluster":
-        url = request.getfixturevalue("redis_cluster")
-    else:
-        url = None
-    store = SharedState(open_redis(url), prefix=f"ur{uuid.uuid4().hex[:8]}")
-    await store.load_scripts()
-    yield store
-    await store.aclose()
 
 
 async def request(
