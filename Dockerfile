@@ -4,12 +4,12 @@
 #   docker run --rm -p 8080:8080 -v "$PWD/examples/keyway.yaml:/etc/keyway/keyway.yaml:ro" \
 #     -e REDIS_URL=redis://host.docker.internal:6379/0 keyway:local
 
-# ---- builder: resolve pinned dependencies and install Keyway into a self-contained venv ----
+# ---- builder: install the locked dependencies (constraints.txt, made by .ci/lock) and install Keyway into a self-contained venv ----
 FROM python:3.11.13-slim-bookworm AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_CONSTRAINT=/src/deploy/docker/constraints.txt \
+    PIP_CONSTRAINT=/src/constraints.txt \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
@@ -17,7 +17,7 @@ RUN python -m venv /opt/keyway
 
 # Dependency manifests first, sources last: editing code does not invalidate the layer cache
 # of anything above this point.
-COPY deploy/docker/constraints.txt deploy/docker/constraints.txt
+COPY constraints.txt constraints.txt
 COPY pyproject.toml README.md ./
 # gateway/lua is a symlink to ../lua: both trees are needed for the wheel to carry the scripts.
 COPY lua/ lua/

@@ -83,7 +83,7 @@ def open_redis(
             (h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]) if ":" in h else 26379)
             for h in (parts.netloc.rsplit("@", 1)[-1]).split(",")
         ]
-        sentinel = Sentinel(hosts, **common)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(hosts, **common)  # type: ignore[no-untyped-call,unused-ignore]
         master = sentinel.master_for(service, password=parts.password, **common)
         return RedisHandle(master, cluster=False, embedded=False, description=f"sentinel {safe}")
     # a bounded pool that waits for a free connection rather than failing under bursts
