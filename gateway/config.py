@@ -131,7 +131,10 @@ class RoutingConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     deadline_s: float = 120.0
     """No new attempt starts after this long."""
     lease_ttl_s: float = 600.0
-    """A lease not settled by then (dead replica) is released by the next acquire."""
+    """A lease not settled by then (dead replica) is released by the next acquire; the owner of
+    a running call renews its lease every third of this, so only a dead replica's expire."""
+    max_stream_s: float = 3600.0
+    """A stream still running after this long is cut (and settled with what it streamed)."""
     cooldown_s: float = 30.0
     """Cooldown of a key after a 429 without Retry-After (KEY_COOLDOWN_SECONDS)."""
     max_cooldown_s: float = 600.0

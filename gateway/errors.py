@@ -8,6 +8,7 @@
     ├── MethodNotAllowed        405   wrong HTTP method for the route
     ├── PayloadTooLarge         413   body above the configured cap
     ├── RateLimited             429   client limit, budget, or every upstream key exhausted
+    ├── InternalError           500   a defect of Keyway's (state settled, traceback logged)
     ├── UpstreamError           502   upstream failed after every retry
     ├── ServiceUnavailable      503   no upstream key usable (disabled, breaker open) / not ready
     └── UpstreamTimeout         504   upstream did not answer in time
@@ -23,6 +24,7 @@ __all__ = [
     "BadRequest",
     "Forbidden",
     "GatewayError",
+    "InternalError",
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
@@ -114,6 +116,14 @@ class RateLimited(GatewayError):
     status = 429
     openai_type = "rate_limit_error"
     anthropic_type = "rate_limit_error"
+
+
+class InternalError(GatewayError):
+    """A defect of Keyway's own: the request's state was settled; the log has the traceback."""
+
+    status = 500
+    openai_type = "server_error"
+    anthropic_type = "api_error"
 
 
 class UpstreamError(GatewayError):

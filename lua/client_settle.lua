@@ -5,6 +5,8 @@
 -- ARGV[1]  C              key prefix of the client (same hash tag as KEYS[1])
 -- ARGV[2]  request id
 -- ARGV[3]  mode           charge | refund (refund: no upstream answered; nothing is consumed)
+--                         | rejected (the upstream refused the request as invalid: the request
+--                           stays in the window, its tokens and cost do not; counted an error)
 --                         | late (admitted while Redis was away: charge spend and usage once,
 --                           idempotent by a marker; the admission never reached Redis)
 -- ARGV[4]  input tokens   -1 = unknown (the estimate stays charged, never zero)
@@ -19,7 +21,7 @@
 local C, req, mode, model = ARGV[1], ARGV[2], ARGV[3], ARGV[7]
 local tin, tout, cost = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 if #ARGV ~= 7 or not tin or not tout or not cost
-    or (mode ~= 'charge' and mode ~= 'refund' and mode ~= 'late') then
+    or (mode ~= 'charge' and mode ~= 'refund' and mode ~= 'late' and mode ~= 'rejected') then
   return redis.error_reply('ERR client_settle: bad arguments')
 end
 local w, wt, adm = KEYS[1], C .. ':wt', C .. ':adm'
@@ -52,6 +54,12 @@ if mode == 'refund' then
   if cur then
     redis.call('ZREM', w, req)
     redis.call('HDEL', wt, req)
+    redis.call('HINCRBY', wt, '_sum', 0 - cur)  -- (0 - x): Lua 5.1 renders -0 as "-0", which HINCRBY refuses
+  end
+  tin, tout, cost, err = 0, 0, 0, 1
+elseif mode == 'rejected' then
+  if cur and cur ~= 0 then
+    redis.call('HSET', wt, req, 0)
     redis.call('HINCRBY', wt, '_sum', 0 - cur)  -- (0 - x): Lua 5.1 renders -0 as "-0", which HINCRBY refuses
   end
   tin, tout, cost, err = 0, 0, 0, 1

@@ -30,7 +30,7 @@ from gateway.errors import (
     anthropic_error_body,
 )
 from gateway.providers.adapters import Endpoint
-from gateway.routing.router import Job, OpenCall, UpstreamRejection
+from gateway.routing.router import Job, RequestOwner, UpstreamRejection
 from gateway.routing.table import Deployment
 from gateway.runtime import Gateway
 from gateway.telemetry.access_log import AccessRecord
@@ -83,7 +83,7 @@ class MessagesEndpoint(RoutedEndpoint):
 
     async def _respond(
         self,
-        call: OpenCall,
+        owner: RequestOwner,
         head: Any,
         send: Send,
         receive: Receive,
@@ -91,14 +91,16 @@ class MessagesEndpoint(RoutedEndpoint):
         record: AccessRecord,
         started: float,
     ) -> None:
+        call = owner.opened_call
         native = call.deployment.pool.adapter.speaks_anthropic
-        router = self.gw.router
         model = call.deployment.model
         if getattr(head, "stream", False):
             shaper: StreamShaper = (
                 AnthropicStreamTap() if native else OpenAIToAnthropicStream(model)
             )
-            await relay_stream(router, call, send, receive, headers, shaper, record, started)
+            await relay_stream(
+                owner, send, receive, headers, shaper, record, started, self.max_stream_s
+            )
             return
 
         def shape(payload: bytes) -> tuple[bytes, tuple[int, int]]:
@@ -119,7 +121,7 @@ class MessagesEndpoint(RoutedEndpoint):
             )
             return _encoder.encode(message), (total_in, int(usage.get("output_tokens", 0)))
 
-        await relay_json(router, call, send, headers, shape, anthropic_error_body, record)
+        await relay_json(owner, send, headers, shape, anthropic_error_body, record)
 
 
 def anthropic_handlers(gw: Gateway) -> list[Any]:

@@ -1,12 +1,15 @@
 """What every routed POST endpoint does, whatever its dialect: the request's life around routing.
 
 span + access record -> POST only -> authenticate -> read the capped body -> build the job
-(the dialect's part) -> router.open -> respond (the dialect's part), or the error in the
-dialect's shape; headers say which key served it, how many attempts, and degraded mode.
+(the dialect's part) -> `async with` the request's owner: router.open -> respond (the
+dialect's part) -> the owner's exit settles everything; or the error in the dialect's shape.
+Headers say which key served it, how many attempts, and degraded mode.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,15 +18,17 @@ from gateway.api.asgi_io import ClientGone, Receive, Scope, Send, read_body, sen
 from gateway.api.request_context import RequestHeaders, authenticate, new_request_id
 from gateway.api.request_report import CLIENT_GONE, method_label, note_job, report_request
 from gateway.clients import Client
-from gateway.errors import Forbidden, GatewayError, MethodNotAllowed, NotFound
+from gateway.errors import Forbidden, GatewayError, InternalError, MethodNotAllowed, NotFound
 from gateway.providers.adapters import Endpoint
-from gateway.routing.router import Job, OpenCall, UpstreamRejection
+from gateway.routing.router import Job, RequestOwner, UpstreamRejection
 from gateway.routing.table import Deployment
 from gateway.runtime import Gateway
 from gateway.telemetry import tracing
 from gateway.telemetry.access_log import AccessRecord
 
 __all__ = ["Headers", "RoutedEndpoint"]
+
+log = logging.getLogger("keyway.api")
 
 Headers = list[tuple[bytes, bytes]]
 _DEGRADED = (b"x-keyway-degraded", b"redis-unavailable")
@@ -50,7 +55,7 @@ class RoutedEndpoint:
 
     async def _respond(
         self,
-        call: OpenCall,
+        owner: RequestOwner,
         head: Any,
         send: Send,
         receive: Receive,
@@ -63,6 +68,10 @@ class RoutedEndpoint:
     def _rejection_body(self, rejection: UpstreamRejection) -> bytes:
         """An upstream 4xx body, translated when the upstream spoke the other dialect."""
         raise NotImplementedError
+
+    @property
+    def max_stream_s(self) -> float:
+        return self.gw.cfg.routing.max_stream_s
 
     def _base_headers(self, request_id: bytes) -> Headers:
         return [(b"x-request-id", request_id)]
@@ -101,6 +110,7 @@ class RoutedEndpoint:
             chain=self._chain(alias, client),
             prepare=prepare,
             est_tokens=len(body) // 4 + max(max_tokens, 0),
+            prompt_tokens=len(body) // 4,
             client_headers=headers.forwarded,
         )
 
@@ -137,7 +147,13 @@ class RoutedEndpoint:
                 )
                 job, head = self._job(record.request_id, client, headers, body)
                 record.model = job.alias
-                call = await self.gw.router.open(job)
+                async with self.gw.router.owner(job) as owner:
+                    call = await self.gw.router.open(owner)
+                    base_headers.append((b"x-keyway-key", call.key.id.encode()))
+                    base_headers.append((b"x-keyway-attempts", str(job.attempts).encode()))
+                    if job.degraded or call.lease.local:
+                        base_headers.append(_DEGRADED)
+                    await self._respond(owner, head, send, receive, base_headers, record, started)
             except ClientGone:
                 record.status, record.error = CLIENT_GONE, "client_gone"
                 return
@@ -153,11 +169,15 @@ class RoutedEndpoint:
                 record.status, record.error = err.status, err.code or ""
                 await send_error(send, err, base_headers, anthropic=self.anthropic)
                 return
-            base_headers.append((b"x-keyway-key", call.key.id.encode()))
-            base_headers.append((b"x-keyway-attempts", str(job.attempts).encode()))
-            if job.degraded or call.lease.local:
-                base_headers.append(_DEGRADED)
-            await self._respond(call, head, send, receive, base_headers, record, started)
+            except Exception:
+                # a defect of Keyway's: the owner has settled; the client gets a plain 500 in its
+                # dialect (when nothing was sent yet), the log gets the traceback
+                log.exception("request %s failed", record.request_id)
+                record.error = "internal_error"
+                if record.status == 500:
+                    internal = InternalError("the gateway failed to handle this request")
+                    with contextlib.suppress(Exception):
+                        await send_error(send, internal, base_headers, anthropic=self.anthropic)
         finally:
             if job is not None:
                 note_job(record, job)

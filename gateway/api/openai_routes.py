@@ -37,7 +37,7 @@ from gateway.errors import (
     openai_error_body,
 )
 from gateway.providers.adapters import Endpoint
-from gateway.routing.router import Job, OpenCall, UpstreamRejection
+from gateway.routing.router import Job, RequestOwner, UpstreamRejection
 from gateway.routing.table import Deployment
 from gateway.runtime import Gateway
 from gateway.telemetry import tracing
@@ -102,7 +102,7 @@ class OpenAIEndpoint(RoutedEndpoint):
 
     async def _respond(
         self,
-        call: OpenCall,
+        owner: RequestOwner,
         head: Any,
         send: Send,
         receive: Receive,
@@ -110,8 +110,8 @@ class OpenAIEndpoint(RoutedEndpoint):
         record: AccessRecord,
         started: float,
     ) -> None:
+        call = owner.opened_call
         translated = call.deployment.pool.adapter.speaks_anthropic
-        router = self.gw.router
         if getattr(head, "stream", False):
             options = getattr(head, "stream_options", None)
             wants_usage = options is not None and bool(options.include_usage)
@@ -120,7 +120,9 @@ class OpenAIEndpoint(RoutedEndpoint):
                 if translated
                 else OpenAIStreamTap(hide_usage_chunk=not wants_usage)
             )
-            await relay_stream(router, call, send, receive, headers, shaper, record, started)
+            await relay_stream(
+                owner, send, receive, headers, shaper, record, started, self.max_stream_s
+            )
             return
 
         def shape(payload: bytes) -> tuple[bytes, tuple[int, int]]:
@@ -137,7 +139,7 @@ class OpenAIEndpoint(RoutedEndpoint):
                 int(usage.get("completion_tokens", -1)),
             )
 
-        await relay_json(router, call, send, headers, shape, openai_error_body, record)
+        await relay_json(owner, send, headers, shape, openai_error_body, record)
 
 
 def openai_handlers(gw: Gateway) -> list[Any]:

@@ -1,9 +1,10 @@
 """Send an open upstream response to the client: whole JSON, or a stream event by event.
 
-Both end by settling the call exactly once: the key's outcome, the real tokens (or -1 when the
-upstream never said, so the estimate stays charged). A client that disconnects mid-stream
-cancels the upstream read; what was used is settled. What reached the client (status, tokens,
-time to the first streamed byte) is written into the request's `AccessRecord`.
+Neither settles: each tells the request's owner what it observed (the outcome, the tokens the
+upstream reported, the model text streamed so far), and the owner's exit settles the call once.
+A client that disconnects mid-stream cancels the upstream read; a stream longer than
+`routing.max_stream_s` is cut. What reached the client (status, tokens, time to the first
+streamed byte) is written into the request's `AccessRecord`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from gateway.api.stream_taps import StreamShaper
 from gateway.errors import GatewayError, UpstreamError
 from gateway.providers.transport import TransportError
 from gateway.routing.outcome import Outcome
-from gateway.routing.router import OpenCall, Router
+from gateway.routing.router import OpenCall, RequestOwner
 from gateway.telemetry import tracing
 from gateway.telemetry.access_log import AccessRecord
 from gateway.telemetry.metrics import get_metrics
@@ -72,18 +73,18 @@ def _note_model(call: OpenCall, model: str) -> None:
 
 
 async def relay_json(
-    router: Router,
-    call: OpenCall,
+    owner: RequestOwner,
     send: Send,
     headers: Headers,
     shape: JsonShaper,
     on_error: Callable[[GatewayError], bytes],
     record: AccessRecord,
 ) -> None:
+    call = owner.opened_call
     try:
         payload = await call.response.read()
     except TransportError:
-        router.finish(call, Outcome.SERVER_ERROR, tokens_in=-1, tokens_out=-1)
+        owner.observe(Outcome.SERVER_ERROR)
         err = UpstreamError("the upstream response was cut", code="upstream_cut")
         record.status, record.error = err.status, err.code or ""
         await send_bytes(send, err.status, on_error(err), headers)
@@ -95,45 +96,54 @@ async def relay_json(
     try:
         body, (tokens_in, tokens_out) = shape(payload)
     except GatewayError as err:
-        router.finish(call, Outcome.SERVER_ERROR, tokens_in=-1, tokens_out=-1)
+        owner.observe(Outcome.SERVER_ERROR)
         record.status, record.error = err.status, err.code or ""
         await send_bytes(send, err.status, on_error(err), headers)
         return
-    router.finish(call, Outcome.OK, tokens_in=tokens_in, tokens_out=tokens_out)
+    owner.observe(Outcome.OK, tokens_in, tokens_out)
     record.status, record.tokens_in, record.tokens_out = 200, tokens_in, tokens_out
     await send_bytes(send, 200, body, headers)
 
 
 async def relay_stream(
-    router: Router,
-    call: OpenCall,
+    owner: RequestOwner,
     send: Send,
     receive: Receive,
     headers: Headers,
     shaper: StreamShaper,
     record: AccessRecord,
     started: float,
+    max_stream_s: float,
 ) -> None:
     """`started`: when the request arrived (perf_counter), for the time to first token."""
+    call = owner.opened_call
     record.stream = True
     pump = asyncio.ensure_future(_pump(call, send, shaper, headers, record, started))
     watcher = asyncio.ensure_future(_wait_disconnect(receive))
     outcome = Outcome.CANCELLED
     try:
-        done, _ = await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            (pump, watcher), timeout=max_stream_s, return_when=asyncio.FIRST_COMPLETED
+        )
         if pump in done:
             outcome = pump.result()
         else:
             pump.cancel()
             await asyncio.gather(pump, return_exceptions=True)
+            if watcher not in done:
+                record.error = "stream_too_long"
     finally:
         watcher.cancel()
         pump.cancel()
         await call.response.aclose()
-        usage = shaper.usage or (-1, -1)
-        router.finish(call, outcome, tokens_in=usage[0], tokens_out=usage[1])
-        record.tokens_in, record.tokens_out = usage
-        if outcome != Outcome.OK:
+        owner.observe_text(getattr(shaper, "text_bytes", -1))
+        usage = shaper.usage
+        if usage is None:
+            owner.observe(outcome)
+        else:
+            owner.observe(outcome, usage[0], usage[1])
+        record.tokens_in, record.tokens_out = owner.charged_usage
+        if outcome != Outcome.OK and not record.error:
             record.error = "upstream_cut" if outcome == Outcome.SERVER_ERROR else "client_gone"
 
 

@@ -31,7 +31,7 @@ from gateway.api.responses_wire import (
 from gateway.clients import Client
 from gateway.errors import BadRequest, openai_error_body
 from gateway.providers.adapters import Endpoint
-from gateway.routing.router import Job, OpenCall, UpstreamRejection
+from gateway.routing.router import Job, RequestOwner, UpstreamRejection
 from gateway.routing.table import Deployment
 from gateway.runtime import Gateway
 from gateway.telemetry.access_log import AccessRecord
@@ -81,7 +81,7 @@ class ResponsesEndpoint(RoutedEndpoint):
 
     async def _respond(
         self,
-        call: OpenCall,
+        owner: RequestOwner,
         head: Any,
         send: Send,
         receive: Receive,
@@ -89,16 +89,17 @@ class ResponsesEndpoint(RoutedEndpoint):
         record: AccessRecord,
         started: float,
     ) -> None:
-        router = self.gw.router
         if head.stream:
             tap = ResponsesStreamTap()
-            await relay_stream(router, call, send, receive, headers, tap, record, started)
+            await relay_stream(
+                owner, send, receive, headers, tap, record, started, self.max_stream_s
+            )
             return
 
         def shape(payload: bytes) -> tuple[bytes, tuple[int, int]]:
             return payload, parse_responses_usage(payload)
 
-        await relay_json(router, call, send, headers, shape, openai_error_body, record)
+        await relay_json(owner, send, headers, shape, openai_error_body, record)
 
 
 def responses_handlers(gw: Gateway) -> list[Any]:

@@ -29,6 +29,9 @@ class Job:
     """The upstream operation and body for a deployment (the client's bytes when nothing
     needs to change, a translation when the deployment speaks the other dialect)."""
     est_tokens: int
+    """Held by admission and acquire until settled: the prompt estimate plus the answer cap."""
+    prompt_tokens: int
+    """The prompt's estimate (~4 bytes a token): a stream's input charge when usage never comes."""
     client_headers: list[tuple[str, str]]
     attempts: int = 0
     deployment: Deployment | None = None

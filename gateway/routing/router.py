@@ -45,6 +45,7 @@ from gateway.routing.outcome import (
     cooldown_ms,
     learn_quota,
 )
+from gateway.routing.owner import RequestOwner
 from gateway.routing.settlement import Settlement
 from gateway.routing.settler import Settler
 from gateway.routing.table import Deployment, UpstreamKey
@@ -58,7 +59,7 @@ from gateway.state.store import (
 from gateway.telemetry import tracing
 from gateway.telemetry.metrics import Metrics, admission_scope, get_metrics
 
-__all__ = ["Job", "OpenCall", "Router", "UpstreamRejection"]
+__all__ = ["Job", "OpenCall", "RequestOwner", "Router", "UpstreamRejection"]
 
 log = logging.getLogger("keyway.router")
 
@@ -82,22 +83,24 @@ class Router:
         self.settler = settler
         self.cfg = routing
         self.decisions = DecisionLog()
+        self.lease_ttl_s = routing.lease_ttl_s
         self._lease_ttl_ms = int(routing.lease_ttl_s * 1000)
         self.settlement = Settlement(state, settler, degraded, routing)
 
-    def finish(self, call: OpenCall, outcome: str, *, tokens_in: int, tokens_out: int) -> None:
-        """Settle the key and charge the client; -1 tokens = unknown (the estimate is charged)."""
-        self.settlement.finish(call, outcome, tokens_in=tokens_in, tokens_out=tokens_out)
-
-    def refund(self, job: Job) -> None:
-        self.settlement.refund(job)
+    def owner(self, job: Job) -> RequestOwner:
+        """The owner of `job`'s shared state: `async with router.owner(job) as owner:`."""
+        return RequestOwner(self, job)
 
     # -- the attempt loop ---------------------------------------------------------------------
 
-    async def open(self, job: Job) -> OpenCall:
-        """Return an open 2xx response, or raise the GatewayError the client should see."""
+    async def open(self, owner: RequestOwner) -> OpenCall:
+        """Return an open 2xx response, or raise the GatewayError the client should see.
+
+        Everything taken from shared state is reported to `owner`, whose exit settles it.
+        """
+        job = owner.job
         try:
-            call = await self._open(job)
+            call = await self._open(owner)
         except GatewayError as err:
             self._record(job, None, err.code or err.openai_type)
             raise
@@ -119,7 +122,8 @@ class Router:
             error=error,
         )
 
-    async def _open(self, job: Job) -> OpenCall:
+    async def _open(self, owner: RequestOwner) -> OpenCall:
+        job = owner.job
         if not any(d.pool.adapter.supports(job.endpoint) for d in job.chain):
             raise BadRequest(
                 f"the model '{job.alias}' does not serve {job.endpoint.value}: "
@@ -135,51 +139,44 @@ class Router:
         excluded: set[tuple[str, str]] = set()
         moving_on = ""
         """Why the previous key or deployment was left: counted once the next one is tried."""
-        try:
-            for deployment in job.chain:
-                pool = deployment.pool
-                if not pool.adapter.supports(job.endpoint):
-                    continue
-                while job.attempts < self.cfg.max_attempts and time.monotonic() < deadline:
-                    candidates = [
-                        k.candidate for k in pool.keys if (pool.provider, k.id) not in excluded
-                    ]
-                    if not candidates:
-                        break
-                    if moving_on:
-                        m.fallback(moving_on)
-                        moving_on = ""
-                    lease_or_none = await self._acquire(job, deployment, candidates, admitted, m)
-                    admitted = True
-                    if isinstance(lease_or_none, NoKey):
-                        job.skipped.append(lease_or_none.skipped)
-                        if lease_or_none.wait_ms >= 0 and any(
-                            r in lease_or_none.skipped for r in _BUSY_REASONS
-                        ):
-                            busy_wait = (
-                                lease_or_none.wait_ms
-                                if busy_wait < 0
-                                else min(busy_wait, lease_or_none.wait_ms)
-                            )
-                        moving_on = "no_key"
-                        break
-                    lease = lease_or_none
-                    key = pool.by_id[lease.key_id]
-                    job.attempts += 1
-                    job.deployment = deployment
-                    job.key_id = key.id
-                    result = await self._attempt(job, deployment, key, lease, m)
-                    if isinstance(result, OpenCall):
-                        return result
-                    excluded.add((pool.provider, key.id))
-                    moving_on, last = result
-                    job.failed.append(f"{pool.provider}/{key.id}={moving_on}")
-        except BaseException:
-            if admitted:
-                self.refund(job)
-            raise
-        if admitted:
-            self.refund(job)
+        for deployment in job.chain:
+            pool = deployment.pool
+            if not pool.adapter.supports(job.endpoint):
+                continue
+            while job.attempts < self.cfg.max_attempts and time.monotonic() < deadline:
+                candidates = [
+                    k.candidate for k in pool.keys if (pool.provider, k.id) not in excluded
+                ]
+                if not candidates:
+                    break
+                if moving_on:
+                    m.fallback(moving_on)
+                    moving_on = ""
+                lease_or_none = await self._acquire(owner, deployment, candidates, admitted, m)
+                admitted = True
+                if isinstance(lease_or_none, NoKey):
+                    job.skipped.append(lease_or_none.skipped)
+                    if lease_or_none.wait_ms >= 0 and any(
+                        r in lease_or_none.skipped for r in _BUSY_REASONS
+                    ):
+                        busy_wait = (
+                            lease_or_none.wait_ms
+                            if busy_wait < 0
+                            else min(busy_wait, lease_or_none.wait_ms)
+                        )
+                    moving_on = "no_key"
+                    break
+                lease = lease_or_none
+                key = pool.by_id[lease.key_id]
+                job.attempts += 1
+                job.deployment = deployment
+                job.key_id = key.id
+                result = await self._attempt(owner, deployment, key, lease, m)
+                if isinstance(result, OpenCall):
+                    return result
+                excluded.add((pool.provider, key.id))
+                moving_on, last = result
+                job.failed.append(f"{pool.provider}/{key.id}={moving_on}")
         if busy_wait >= 0 and (last is None or isinstance(last, RateLimited)):
             m.rate_limited("upstream_capacity")
             raise RateLimited(
@@ -197,15 +194,16 @@ class Router:
 
     async def _acquire(
         self,
-        job: Job,
+        owner: RequestOwner,
         deployment: Deployment,
         candidates: list[tuple[str | int, ...]],
         admitted: bool,
         m: Metrics,
     ) -> Lease | NoKey:
         """One round trip: acquire a key (and, on the first attempt, admit the client)."""
+        job = owner.job
         try:
-            return await self._acquire_on(self.state, job, deployment, candidates, admitted, m)
+            return await self._acquire_on(self.state, owner, deployment, candidates, admitted, m)
         except StateUnavailable:
             pass
         except StateError as exc:
@@ -220,18 +218,25 @@ class Router:
         if not admitted:
             job.degraded = True
         return await self._acquire_on(
-            self.degraded.local, job, deployment, self.degraded.candidates(candidates), admitted, m
+            self.degraded.local,
+            owner,
+            deployment,
+            self.degraded.candidates(candidates),
+            admitted,
+            m,
         )
 
     async def _acquire_on(
         self,
         state: SharedState,
-        job: Job,
+        owner: RequestOwner,
         deployment: Deployment,
         candidates: list[tuple[str | int, ...]],
         admitted: bool,
         m: Metrics,
     ) -> Lease | NoKey:
+        """Acquire (after admitting, on the first attempt); every lease taken goes to `owner`."""
+        job = owner.job
         local = state is not self.state
         provider = deployment.pool.provider
         lease_id = f"{job.request_id}.{job.attempts}"
@@ -255,6 +260,8 @@ class Router:
                 if not local:
                     m.redis_script("acquire", time.perf_counter() - sent)
                 got = state.parse_acquire(provider, lease_id, reply, local=local)
+                if isinstance(got, Lease):
+                    owner.hold(deployment, got)
                 _note_decision(m, span, provider, got, traced)
             return got
         client = job.client
@@ -283,14 +290,17 @@ class Router:
                 m.redis_script("admit+acquire", time.perf_counter() - sent)
             admission = state.parse_admit(replies[0])
             got = state.parse_acquire(provider, lease_id, replies[1], local=local)
+            if isinstance(got, Lease):
+                owner.hold(deployment, got)
             if admission.admitted:
+                owner.admitted()
                 _note_decision(m, span, provider, got, traced)
                 return got
             if traced:
                 span.set_attributes({"keyway.admitted": False, "keyway.refused": admission.reason})
         m.rate_limited(admission_scope(admission.reason))
         if isinstance(got, Lease):
-            self.settlement.settle_pool(deployment, job, got, Outcome.REFUND)
+            owner.settle_attempt(deployment, got, Outcome.REFUND)
         if admission.reason == "tpm_exceeds_limit":
             raise BadRequest(
                 "this request needs more tokens than your tokens-per-minute limit allows",
@@ -303,17 +313,28 @@ class Router:
         )
 
     async def _attempt(
-        self, job: Job, deployment: Deployment, key: UpstreamKey, lease: Lease, m: Metrics
+        self,
+        owner: RequestOwner,
+        deployment: Deployment,
+        key: UpstreamKey,
+        lease: Lease,
+        m: Metrics,
     ) -> OpenCall | tuple[str, GatewayError]:
         """One upstream call: an open 2xx, or (outcome, the error the client would get)."""
+        job = owner.job
         adapter = deployment.pool.adapter
         provider = deployment.pool.provider
         started = time.perf_counter()
         try:
             endpoint, body = job.prepare(deployment)
         except GatewayError:
-            self.settlement.settle_pool(deployment, job, lease, Outcome.REFUND)
             raise
+        except Exception as exc:  # a body the translation could not handle: the request's fault
+            log.warning("request %s: translation failed: %r", job.request_id, exc)
+            raise BadRequest(
+                f"the request could not be translated for model '{job.alias}'",
+                code="untranslatable_request",
+            ) from None
         attempt = (
             tracing.upstream_span(
                 provider,
@@ -326,6 +347,7 @@ class Router:
             if tracing.enabled()
             else tracing.NO_ATTEMPT_SPAN
         )
+        owner.sending(lease)
         try:
             response = await self.transport.send(
                 "POST",
@@ -335,13 +357,18 @@ class Router:
                 connect_timeout_s=adapter.connect_timeout_s,
                 read_timeout_s=adapter.read_timeout_s,
             )
-        except TransportError as exc:
+        except Exception as exc:
+            # any failure to get an answer (a secret the transport refuses included) is the
+            # attempt's, not the request's: settle the key, try the next one
             timed_out = isinstance(exc, UpstreamTimeoutError)
             word = "timeout" if timed_out else "connection_error"
             m.upstream_attempt(provider, key.id, word)
             attempt.end(word, error=exc)
-            log.warning("upstream %s key %s: %s", provider, key.id, type(exc).__name__)
-            self.settlement.settle_pool(deployment, job, lease, Outcome.SERVER_ERROR)
+            if isinstance(exc, TransportError):
+                log.warning("upstream %s key %s: %s", provider, key.id, type(exc).__name__)
+            else:
+                log.error("upstream %s key %s: %r", provider, key.id, exc)
+            owner.settle_attempt(deployment, lease, Outcome.SERVER_ERROR)
             if timed_out:
                 return word, UpstreamTimeout(
                     f"upstream for model '{job.alias}' timed out", code="upstream_timeout"
@@ -355,7 +382,9 @@ class Router:
         first_byte = time.perf_counter()
         attempt.response(response.status)
         if 200 <= response.status < 300:
-            return OpenCall(job, deployment, key, lease, response, started, first_byte, attempt)
+            call = OpenCall(job, deployment, key, lease, response, started, first_byte, attempt)
+            owner.opened(call)
+            return call
         try:
             payload = await response.read()
         except TransportError:
@@ -371,9 +400,8 @@ class Router:
             cooldown = cooldown_ms(
                 headers, default_s=self.cfg.cooldown_s, max_s=self.cfg.max_cooldown_s
             )
-        self.settlement.settle_pool(
+        owner.settle_attempt(
             deployment,
-            job,
             lease,
             outcome,
             cooldown=cooldown,
@@ -383,6 +411,7 @@ class Router:
         )
         log.info("upstream %s key %s answered %d (%s)", provider, key.id, response.status, outcome)
         if outcome == Outcome.CLIENT_ERROR:
+            owner.rejected()
             raise UpstreamRejection(
                 deployment,
                 response.status,

@@ -135,18 +135,23 @@ class Settlement:
         latency_ms: int = -1,
         reason: str = "",
     ) -> None:
-        """Settle an attempt that did not open a call (refund, 429, 5xx, transport error)."""
+        """Settle an attempt that opened no call (refund, 429, 5xx, 4xx, transport error).
+
+        Zero tokens: the upstream consumed none, so the key's TPM window keeps only the request.
+        """
         call = self.pool_call(
             deployment,
             job,
             lease,
             outcome,
+            tokens_in=0,
+            tokens_out=0,
             cooldown=cooldown,
             learned=learned,
             latency_ms=latency_ms,
             reason=reason,
         )
-        self._submit_pool(deployment, job, lease, call, outcome, tokens_in=-1, tokens_out=-1)
+        self._submit_pool(deployment, job, lease, call, outcome, tokens_in=0, tokens_out=0)
 
     def _submit_pool(
         self,
@@ -177,17 +182,35 @@ class Settlement:
             self.settler.submit([late_usage])
 
     def finish(self, call: OpenCall, outcome: str, *, tokens_in: int, tokens_out: int) -> None:
-        """Settle the key and charge the client; -1 tokens = unknown (the estimate is charged)."""
+        """Settle the key and charge the client; -1 tokens = unknown (the estimate is charged).
+
+        The settle calls are submitted first; metrics and the attempt's span after, so that
+        nothing observability does can keep a lease from being settled.
+        """
+        cost = cost_micros(call.deployment, tokens_in, tokens_out)
+        try:
+            learned = learn_quota(call.response.headers)
+        except Exception:  # a header no parser foresaw: learn nothing rather than leak the lease
+            learned = NOTHING_LEARNED
+        self._settle_call(call, outcome, tokens_in, tokens_out, cost, learned)
+        m = get_metrics()
+        m.upstream_attempt(call.deployment.pool.provider, call.key.id, outcome)
+        m.usage(call.deployment.model, tokens_in, tokens_out, cost)
+        call.attempt.usage(tokens_in, tokens_out)
+        call.attempt.end(outcome)
+
+    def _settle_call(
+        self,
+        call: OpenCall,
+        outcome: str,
+        tokens_in: int,
+        tokens_out: int,
+        cost: int,
+        learned: Learned,
+    ) -> None:
         job = call.job
         deployment = call.deployment
         provider = deployment.pool.provider
-        m = get_metrics()
-        m.upstream_attempt(provider, call.key.id, outcome)
-        cost = cost_micros(deployment, tokens_in, tokens_out)
-        m.usage(deployment.model, tokens_in, tokens_out, cost)
-        attempt = call.attempt
-        attempt.usage(tokens_in, tokens_out)
-        attempt.end(outcome)
         pool_call = self.pool_call(
             call.deployment,
             job,
@@ -195,7 +218,7 @@ class Settlement:
             outcome,
             tokens_in=tokens_in,
             tokens_out=tokens_out,
-            learned=learn_quota(call.response.headers),
+            learned=learned,
             latency_ms=int((call.first_byte - call.started) * 1000),
         )
         client_call = self.client_call(job, "charge", tokens_in, tokens_out, cost)
@@ -223,6 +246,8 @@ class Settlement:
         late_cost = max(cost_micros(call.deployment, late_in, late_out), 0)
         self.settler.submit([self.client_call(job, "late", late_in, late_out, late_cost)])
 
-    def refund(self, job: Job) -> None:
-        call = self.client_call(job, "refund", 0, 0, 0)
+    def close_admission(self, job: Job, mode: str) -> None:
+        """An admission that served no call: `refund` it, or `rejected` (the upstream refused
+        the request as invalid: it counts in the client's window, its tokens and cost do not)."""
+        call = self.client_call(job, mode, 0, 0, 0)
         self.settler.submit([call], local=self.degraded.local if job.degraded else None)

@@ -17,6 +17,7 @@ __all__ = [
     "CONFIG_WRITE",
     "HEARTBEAT",
     "PAIRS",
+    "RENEW",
     "SETTLE",
     "SETTLE_BOTH",
     "LuaScript",
@@ -84,6 +85,7 @@ SETTLE = LuaScript.from_package("settle", libs=("usage",))
 CLIENT_ADMIT = LuaScript.from_package("client_admit", libs=("window",))
 CLIENT_SETTLE = LuaScript.from_package("client_settle", libs=("usage",))
 HEARTBEAT = LuaScript.from_package("heartbeat")
+RENEW = LuaScript.from_package("renew")
 ADMIT_ACQUIRE = pair(CLIENT_ADMIT, ACQUIRE, skip_second_unless_first_ok=True)
 SETTLE_BOTH = pair(SETTLE, CLIENT_SETTLE, skip_second_unless_first_ok=False)
 PAIRS = {
@@ -95,5 +97,5 @@ PAIRS = {
 CONFIG_WRITE = LuaScript.from_package("config_write")
 CONFIG_READ = LuaScript.from_package("config_read")
 CONFIG_KEY_STATE = LuaScript.from_package("config_key_state")
-ALL_SCRIPTS = (ACQUIRE, SETTLE, CLIENT_ADMIT, CLIENT_SETTLE, HEARTBEAT, ADMIT_ACQUIRE, SETTLE_BOTH,
-               CONFIG_WRITE, CONFIG_READ, CONFIG_KEY_STATE)  # fmt: skip
+ALL_SCRIPTS = (ACQUIRE, SETTLE, CLIENT_ADMIT, CLIENT_SETTLE, HEARTBEAT, RENEW, ADMIT_ACQUIRE,
+               SETTLE_BOTH, CONFIG_WRITE, CONFIG_READ, CONFIG_KEY_STATE)  # fmt: skip

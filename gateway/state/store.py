@@ -32,6 +32,7 @@ from gateway.state.scripts import (
     CLIENT_SETTLE,
     HEARTBEAT,
     PAIRS,
+    RENEW,
     SETTLE,
     LuaScript,
 )
@@ -299,6 +300,16 @@ class SharedState:
             (f"{c}:w",),
             (c, request_id, mode, tokens_in, tokens_out, cost_micros, model),
         )
+
+    def renew_lease_call(self, lease: Lease, ttl_ms: int) -> ScriptCall:
+        """renew.lua on the pool's slot: the lease expires `ttl_ms` from now, if still held."""
+        p = pool_prefix(self.prefix, lease.provider)
+        return ScriptCall(RENEW, (f"{p}:leases", f"{p}:lease"), (lease.id, ttl_ms))
+
+    def renew_hold_call(self, client_id: str, request_id: str, ttl_ms: int) -> ScriptCall:
+        """renew.lua on the client's slot: its admission hold expires `ttl_ms` from now."""
+        c = client_prefix(self.prefix, client_id)
+        return ScriptCall(RENEW, (f"{c}:admz", f"{c}:adm"), (request_id, ttl_ms))
 
     def heartbeat_call(self, replica_id: str, ttl_ms: int) -> ScriptCall:
         return ScriptCall(HEARTBEAT, (f"{self.prefix}:{{meta}}:replicas",), (replica_id, ttl_ms))

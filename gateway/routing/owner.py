@@ -1,0 +1,228 @@
+"""The owner of one request's shared state: its admission, every lease, its charge.
+
+    async with RequestOwner(router, job) as owner:
+        call = await router.open(owner)      # admits, leases; failed attempts settle on the way
+        ... relay the answer; owner.observe(outcome, usage) / owner.observe_text(n)
+    # leaving the block settles what is still open, once, whatever happened inside it
+
+Nothing else settles. The router reports to the owner as it goes (`admitted`, `hold`,
+`sending`, `settle_attempt`, `opened`, `rejected`); the exit then settles, each at most once:
+
+- the open call (the 2xx the client is served from): the observed outcome and usage. Without a
+  usage report, a stream is charged from its streamed text (`observe_text`: input = the prompt
+  estimate, output = ceil(text bytes / 4)); anything else keeps its estimate. An exception
+  before an outcome was observed settles it `cancelled` (neutral for the key's breaker);
+- every lease still held: an attempt interrupted between acquire and its answer. `refund` when
+  nothing was sent upstream, else `cancelled`; either way zero tokens (none were consumed);
+- the admission: charged with the open call; `rejected` when the upstream refused the request
+  as invalid (the request counts in the client's window, its tokens and cost do not);
+  refunded otherwise.
+
+While a call is open, its lease and the admission hold are renewed every third of
+`routing.lease_ttl_s` (one renew.lua call per record per period, never per chunk), so a stream
+longer than the lease TTL is not swept as if its replica had died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from gateway.routing.job import Job, OpenCall
+from gateway.routing.outcome import NOTHING_LEARNED, Learned, Outcome
+from gateway.routing.table import Deployment
+from gateway.state.store import Lease, ScriptCall, SharedState, StateError
+
+if TYPE_CHECKING:
+    from gateway.routing.router import Router
+
+__all__ = ["RequestOwner"]
+
+log = logging.getLogger("keyway.owner")
+
+
+class RequestOwner:
+    """Holds everything one request took from shared state; its exit gives it all back."""
+
+    def __init__(self, router: Router, job: Job) -> None:
+        self.router = router
+        self.job = job
+        self.call: OpenCall | None = None
+        self._admitted = False
+        self._rejected = False
+        self._held: dict[str, tuple[Deployment, Lease, bool]] = {}
+        """Leases not settled yet, by lease id: (deployment, lease, sent upstream)."""
+        self._outcome: str | None = None
+        self._usage: tuple[int, int] | None = None
+        self._text_bytes = -1
+        self._closed = False
+        self._renewal: asyncio.TimerHandle | None = None
+        self._renewing: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> RequestOwner:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- what the router reports --------------------------------------------------------------
+
+    def admitted(self) -> None:
+        self._admitted = True
+
+    def hold(self, deployment: Deployment, lease: Lease) -> None:
+        """A lease was taken; nothing has been sent upstream with it yet."""
+        self._held[lease.id] = (deployment, lease, False)
+
+    def sending(self, lease: Lease) -> None:
+        """The request is about to leave for the upstream on this lease."""
+        deployment, _, _ = self._held[lease.id]
+        self._held[lease.id] = (deployment, lease, True)
+
+    def settle_attempt(
+        self,
+        deployment: Deployment,
+        lease: Lease,
+        outcome: str,
+        *,
+        cooldown: int = 0,
+        learned: Learned = NOTHING_LEARNED,
+        latency_ms: int = -1,
+        reason: str = "",
+    ) -> None:
+        """An attempt that opened no call: settle its lease now, with zero tokens."""
+        if self._held.pop(lease.id, None) is None:
+            return
+        try:
+            self.router.settlement.settle_pool(
+                deployment,
+                self.job,
+                lease,
+                outcome,
+                cooldown=cooldown,
+                learned=learned,
+                latency_ms=latency_ms,
+                reason=reason,
+            )
+        except Exception:
+            log.exception("settling lease %s failed; settling it plainly", lease.id)
+            self._settle_plainly(deployment, lease, outcome)
+
+    def opened(self, call: OpenCall) -> None:
+        """A 2xx: the call owns its lease from here until the exit."""
+        self._held.pop(call.lease.id, None)
+        self.call = call
+        self._schedule_renewal()
+
+    def rejected(self) -> None:
+        """The upstream refused the request itself (a 4xx that is not about the key)."""
+        self._rejected = True
+
+    # -- what the relay reports ---------------------------------------------------------------
+
+    @property
+    def opened_call(self) -> OpenCall:
+        """The open call (only asked for once `router.open` has returned it)."""
+        if self.call is None:
+            raise RuntimeError(f"request {self.job.request_id} has no open call")
+        return self.call
+
+    def observe(self, outcome: str, tokens_in: int = -1, tokens_out: int = -1) -> None:
+        """How the open call ended; tokens -1 = the upstream did not say."""
+        self._outcome = outcome
+        if tokens_in >= 0:
+            self._usage = (tokens_in, max(tokens_out, 0))
+
+    def observe_text(self, text_bytes: int) -> None:
+        """UTF-8 bytes of model text streamed so far (the charge when usage never comes)."""
+        self._text_bytes = text_bytes
+
+    @property
+    def charged_usage(self) -> tuple[int, int]:
+        """The tokens the open call is charged: reported, from streamed text, or (-1, -1)."""
+        if self._usage is not None:
+            return self._usage
+        if self._text_bytes >= 0:
+            return self.job.prompt_tokens, -(-self._text_bytes // 4)
+        return -1, -1
+
+    # -- the exit -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Settle what is still open, once. Never raises: a failure here is logged."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop_renewal()
+        settlement = self.router.settlement
+        for deployment, lease, sent in list(self._held.values()):
+            self._settle_plainly(deployment, lease, Outcome.CANCELLED if sent else Outcome.REFUND)
+        self._held.clear()
+        call = self.call
+        if call is not None:
+            tokens_in, tokens_out = self.charged_usage
+            outcome = self._outcome or Outcome.CANCELLED
+            try:
+                settlement.finish(call, outcome, tokens_in=tokens_in, tokens_out=tokens_out)
+            except Exception:
+                log.exception("settling request %s failed", self.job.request_id)
+            return
+        if self._admitted:
+            mode = "rejected" if self._rejected else "refund"
+            try:
+                settlement.close_admission(self.job, mode)
+            except Exception:
+                log.exception("closing the admission of %s failed", self.job.request_id)
+
+    def _settle_plainly(self, deployment: Deployment, lease: Lease, outcome: str) -> None:
+        try:
+            self.router.settlement.settle_pool(deployment, self.job, lease, outcome)
+        except Exception:
+            log.exception("settling lease %s failed", lease.id)
+
+    # -- renewal ------------------------------------------------------------------------------
+
+    def _schedule_renewal(self) -> None:
+        period = self.router.lease_ttl_s / 3
+        self._renewal = asyncio.get_running_loop().call_later(period, self._renew_due)
+
+    def _stop_renewal(self) -> None:
+        if self._renewal is not None:
+            self._renewal.cancel()
+            self._renewal = None
+        if self._renewing is not None:
+            self._renewing.cancel()
+            self._renewing = None
+
+    def _renew_due(self) -> None:
+        if self._closed or self.call is None:
+            return
+        self._renewing = asyncio.get_running_loop().create_task(self._renew(self.call))
+        self._schedule_renewal()
+
+    async def _renew(self, call: OpenCall) -> None:
+        ttl_ms = int(self.router.lease_ttl_s * 1000)
+        router = self.router
+        lease_store: SharedState = router.degraded.local if call.lease.local else router.state
+        hold_store: SharedState = router.degraded.local if self.job.degraded else router.state
+        calls: dict[int, tuple[SharedState, list[ScriptCall]]] = {}
+        for store, script_call in (
+            (lease_store, lease_store.renew_lease_call(call.lease, ttl_ms)),
+            (
+                hold_store,
+                hold_store.renew_hold_call(self.job.client.id, self.job.request_id, ttl_ms),
+            ),
+        ):
+            calls.setdefault(id(store), (store, []))[1].append(script_call)
+        for store, batch in calls.values():
+            try:
+                await store.run(batch)
+            except StateError as exc:  # the next period tries again; the TTL covers two misses
+                log.warning("renewing request %s: %s", self.job.request_id, exc)
