@@ -150,6 +150,7 @@ class Config(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tr
     models: dict[str, ModelConfig]
     clients: list[ClientConfig] = []
     prices: dict[str, PriceConfig] = {}
+    """USD per million tokens by upstream model or alias; `"*"` prices every other model."""
     redis: RedisConfig = RedisConfig()
     server: ServerConfig = ServerConfig()
     routing: RoutingConfig = RoutingConfig()

@@ -25,6 +25,7 @@ from opentelemetry.util.types import AttributeValue
 from gateway.config import RoutingConfig
 from gateway.errors import (
     BadRequest,
+    Forbidden,
     GatewayError,
     RateLimited,
     ServiceUnavailable,
@@ -132,6 +133,18 @@ class Router:
                 code="unsupported_endpoint",
             )
         m = get_metrics()
+        chain = job.chain
+        client = job.client
+        if client.budget_day_micros > 0 or client.budget_month_micros > 0:
+            # a budget is only as good as the prices it is counted in: never serve it for free
+            chain = tuple(d for d in chain if d.price is not None)
+            if not chain:
+                raise Forbidden(
+                    f"this key has a budget and the model '{job.alias}' has no price; "
+                    "the operator must set prices for it (or a default price, prices['*'])",
+                    param="model",
+                    code="model_unpriced",
+                )
         deadline = time.monotonic() + self.cfg.deadline_s
         admitted = False
         last: GatewayError | None = None
@@ -139,7 +152,7 @@ class Router:
         excluded: set[tuple[str, str]] = set()
         moving_on = ""
         """Why the previous key or deployment was left: counted once the next one is tried."""
-        for deployment in job.chain:
+        for deployment in chain:
             pool = deployment.pool
             if not pool.adapter.supports(job.endpoint):
                 continue

@@ -86,7 +86,7 @@ class RouteTable:
                     pool=self.pools[d.provider],
                     model=d.model,
                     strategy=_LUA_STRATEGY[model.strategy],
-                    price=cfg.prices.get(d.model) or cfg.prices.get(alias),
+                    price=cfg.prices.get(d.model) or cfg.prices.get(alias) or cfg.prices.get("*"),
                 )
                 for d in model.deployments
             ]
