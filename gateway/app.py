@@ -10,7 +10,8 @@ from litestar import Litestar
 from litestar.logging.config import LoggingConfig
 from litestar.types import Scope
 
-from gateway.admin.router import admin_router, openapi_config
+from gateway.admin.auth import AdminAuth
+from gateway.admin.router import admin_router
 from gateway.api.anthropic_routes import anthropic_handlers
 from gateway.api.cors import CORSGate
 from gateway.api.health import health_handlers
@@ -18,6 +19,7 @@ from gateway.api.hot_paths import HotPathDispatcher
 from gateway.api.metrics_route import metrics_handler
 from gateway.api.openai_routes import openai_handlers
 from gateway.api.responses_routes import responses_handlers
+from gateway.apidocs.routes import docs_openapi_config
 from gateway.config import Config
 from gateway.config_load import load_config
 from gateway.runtime import Gateway
@@ -42,7 +44,10 @@ def create_app(cfg: Config, gateway: Gateway | None = None) -> Litestar:
         after_exception=[log_server_errors],
         on_startup=[gw.start],
         on_shutdown=[gw.stop],
-        openapi_config=openapi_config(),
+        # /docs: the public API always, the admin API when KEYWAY_ADMIN_KEYS enables it
+        openapi_config=docs_openapi_config(
+            admin_enabled=AdminAuth.from_env(gw.control.env).enabled
+        ),
         logging_config=_litestar_logging(),
         debug=False,
     )

@@ -9,13 +9,14 @@ from pathlib import Path
 
 from gateway import __version__
 from gateway.admin.commands import add_admin_commands
-from gateway.config_load import ConfigError, load_config
+from gateway.config_load import ConfigError, check_config, report
+from gateway.demo import DEMO_HOST, DEMO_PORT, FAKE_HOST, FAKE_PORT
 
 __all__ = ["main"]
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway.server import serve
+    from gateway.server import ListenError, reload_problem, serve
 
     for flag, env in (("host", "KEYWAY_HOST"), ("port", "KEYWAY_PORT"), ("workers", "KEYWAY_WORKERS"),
                       ("log_level", "KEYWAY_LOG_LEVEL")):  # fmt: skip
@@ -24,23 +25,27 @@ def _serve(args: argparse.Namespace) -> int:
             os.environ[env] = str(value)
     if args.config_overwrite:
         os.environ["KEYWAY_CONFIG_OVERWRITE"] = "1"
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(f"keyway: invalid config: {exc}", file=sys.stderr)
+    if args.reload and (problem := reload_problem()):
+        print(f"keyway: {problem}", file=sys.stderr)
         return 2
-    serve(Path(args.config), cfg, reload=args.reload)
+    try:
+        cfg = check_config(args.config)
+    except ConfigError as exc:
+        print(report(exc, args.config), file=sys.stderr)
+        return 2
+    try:
+        serve(Path(args.config), cfg, reload=args.reload)
+    except ListenError as exc:
+        print(f"keyway: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _check(args: argparse.Namespace) -> int:
     try:
-        cfg = load_config(args.config)
-        from gateway.routing.table import RouteTable
-
-        RouteTable(cfg)  # resolves every secret reference
+        cfg = check_config(args.config)  # the same checks as start-up, secrets resolved
     except ConfigError as exc:
-        print(f"keyway: invalid config: {exc}", file=sys.stderr)
+        print(report(exc, args.config), file=sys.stderr)
         return 2
     keys = sum(len(p.keys) for p in cfg.providers.values())
     print(
@@ -53,7 +58,7 @@ def _check(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
-    return run_demo(port=args.port, fake_port=args.fake_port)
+    return run_demo(host=args.host, port=args.port, fake_port=args.fake_port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="worker processes (KEYWAY_WORKERS)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument(
-        "--reload", action="store_true", help="restart on code changes (development)"
+        "--reload",
+        action="store_true",
+        help="restart the workers when gateway code changes (development; needs watchfiles: "
+        "pip install 'granian[reload]')",
     )
     serve.add_argument(
         "--config-overwrite",
@@ -78,13 +86,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=_serve)
 
-    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check = sub.add_parser(
+        "check-config",
+        help="validate a config file and exit",
+        description="Validate a config file as start-up does (schema, references, env: secrets "
+        "and the environment's overrides) and list every problem; exit status 2 if any.",
+    )
     check.add_argument("config")
     check.set_defaults(func=_check)
 
-    demo = sub.add_parser("demo", help="run the fake provider and the gateway on the demo config")
-    demo.add_argument("--port", type=int, default=8080)
-    demo.add_argument("--fake-port", type=int, default=9100)
+    demo = sub.add_parser(
+        "demo",
+        help="run the fake provider and the gateway on the demo config",
+        description="Run the bundled fake LLM provider and the gateway on the demo config "
+        "(gateway/demo.yaml, embedded store, no Redis, no real provider keys). "
+        "Client key: sk-keyway-demo.",
+    )
+    demo.add_argument(
+        "--host",
+        default=DEMO_HOST,
+        help="address the gateway listens on (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=DEMO_PORT,
+        help="port the gateway listens on (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--fake-port",
+        type=int,
+        default=FAKE_PORT,
+        help=f"port of the fake provider, on {FAKE_HOST} (default: %(default)s)",
+    )
     demo.set_defaults(func=_demo)
 
     sub.add_parser(

@@ -35,6 +35,7 @@ __all__ = [
     "UpstreamTimeout",
     "anthropic_error_body",
     "openai_error_body",
+    "unreadable_answer",
 ]
 
 _encoder = msgspec.json.Encoder()
@@ -142,6 +143,13 @@ class UpstreamTimeout(GatewayError):
     status = 504
     openai_type = "timeout"
     anthropic_type = "timeout_error"
+
+
+def unreadable_answer(body: bytes) -> UpstreamError:
+    """A 2xx whose body is not the JSON object its endpoint answers with."""
+    return UpstreamError(
+        f"the upstream sent an unreadable answer ({len(body)} bytes)", code="bad_upstream_body"
+    )
 
 
 def openai_error_body(err: GatewayError) -> bytes:

@@ -4,24 +4,16 @@ Litestar's generator drops what msgspec enforces on the admin input Structs: unk
 refused (`additionalProperties: false`), and constraints inside `X | None` / `X | UNSET` unions
 and on list items (`exclusiveMinimum`, patterns) vanish. A client or a fuzzer reading that
 document would send bodies the API then refuses with 400. msgspec's own JSON Schema of those
-Structs is exact, so every page under /docs (JSON, YAML and the UIs) is rendered with it.
+Structs is exact, so every page under /docs that shows the admin API (JSON, YAML, the HTML page
+of gateway.apidocs) is rendered with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from litestar.openapi.plugins import (
-    JsonRenderPlugin,
-    OpenAPIRenderPlugin,
-    RapidocRenderPlugin,
-    RedocRenderPlugin,
-    StoplightRenderPlugin,
-    SwaggerRenderPlugin,
-    YamlRenderPlugin,
-)
+from litestar.openapi.plugins import OpenAPIRenderPlugin
 
 from gateway.admin.schemas import (
     ClientCreate,
@@ -38,7 +30,7 @@ from gateway.admin.schemas import (
 if TYPE_CHECKING:
     from litestar import Request, Router
 
-__all__ = ["ADMIN_INPUT_SCHEMAS", "ExactInputs", "render_plugins", "with_exact_inputs"]
+__all__ = ["ADMIN_INPUT_SCHEMAS", "ExactInputs", "with_exact_inputs"]
 
 _INPUTS = (ProviderCreate, ProviderPatch, KeyCreate, KeyPatch, SecretReplace, KeyDisable, ModelPut,
            ClientCreate, ClientPatch)  # fmt: skip
@@ -71,15 +63,3 @@ class ExactInputs(OpenAPIRenderPlugin):
 
     def receive_router(self, router: Router) -> None:
         self.inner.receive_router(router)
-
-
-def render_plugins() -> Sequence[OpenAPIRenderPlugin]:
-    """What Litestar serves by default under /docs (Redoc at the root), each wrapped."""
-    return [
-        ExactInputs(RedocRenderPlugin()),
-        ExactInputs(JsonRenderPlugin()),
-        ExactInputs(YamlRenderPlugin()),
-        ExactInputs(SwaggerRenderPlugin()),
-        ExactInputs(RapidocRenderPlugin()),
-        ExactInputs(StoplightRenderPlugin()),
-    ]

@@ -3,7 +3,8 @@
 Every route needs an admin key (see `gateway.admin.auth`); errors are JSON
 ``{"status_code": ..., "detail": ...}`` with 400 for bad input, 404 for an unknown object, 409
 for a conflict (exists, in use, changed concurrently), 503 when Redis cannot answer: never a 500
-for anything a caller sends. The OpenAPI document is served at /docs.
+for anything a caller sends. The OpenAPI document is served under /docs
+(see gateway.apidocs).
 """
 
 from __future__ import annotations
@@ -22,16 +23,12 @@ from litestar.exceptions import (
     TooManyRequestsException,
 )
 from litestar.handlers.base import BaseRouteHandler
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import __version__
 from gateway.admin.auth import AdminAuth, audit, presented_key
 from gateway.admin.clients import ClientsController
 from gateway.admin.context import AdminContext
 from gateway.admin.models import ModelsController
-from gateway.admin.openapi import render_plugins
 from gateway.admin.providers import KeysController, ProvidersController
 from gateway.admin.usage import StatusController, UsageController
 from gateway.config_load import ConfigError
@@ -46,7 +43,6 @@ __all__ = [
     "ADMIN_MAX_JSON_DEPTH",
     "admin_router",
     "json_too_deep",
-    "openapi_config",
     "security_headers",
 ]
 
@@ -235,19 +231,4 @@ def admin_router(gw: Gateway) -> Router:
         },
         request_max_body_size=ADMIN_MAX_BODY_BYTES,
         security=[{"AdminKey": []}],
-    )
-
-
-def openapi_config() -> OpenAPIConfig:
-    """OpenAPI at /docs (the document at /docs/openapi.json)."""
-    return OpenAPIConfig(
-        title="Keyway",
-        version=__version__,
-        path="/docs",
-        render_plugins=render_plugins(),
-        description="Keyway's admin API. Every /admin route needs an admin key "
-        "(KEYWAY_ADMIN_KEYS) as 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
-        components=Components(
-            security_schemes={"AdminKey": SecurityScheme(type="http", scheme="bearer")}
-        ),
     )

@@ -22,6 +22,7 @@ from gateway.api.anthropic_wire import (
 from gateway.api.asgi_io import Receive, Scope, Send
 from gateway.api.endpoint import Headers, RoutedEndpoint
 from gateway.api.relay import relay_json, relay_stream
+from gateway.api.request_body import decode_body, encode_body, needs_reencoding
 from gateway.api.request_context import RequestHeaders
 from gateway.api.stream_taps import AnthropicStreamTap, StreamShaper
 from gateway.clients import Client
@@ -40,6 +41,7 @@ from gateway.translate import (
     openai_chat_to_anthropic_message,
     openai_error_to_anthropic,
 )
+from gateway.translate.vocabulary import openai_usage_counts
 
 __all__ = ["anthropic_handlers"]
 
@@ -66,16 +68,18 @@ class MessagesEndpoint(RoutedEndpoint):
         head = decode_messages_head(body, self.head_type)
         alias: str = head.model
         endpoint = self.endpoint
+        # bytes that may read otherwise upstream (escaped or duplicate keys) are re-encoded
+        reencode = needs_reencoding(body)
 
         def prepare(deployment: Deployment) -> tuple[Endpoint, bytes]:
             if deployment.pool.adapter.speaks_anthropic:
-                if deployment.model == alias:
+                if deployment.model == alias and not reencode:
                     return endpoint, body
-                doc = _decoder.decode(body)
+                doc = decode_body(body)
                 doc["model"] = deployment.model
-                return endpoint, _encoder.encode(doc)
-            translated = anthropic_to_openai_chat(_decoder.decode(body), deployment.model)
-            return Endpoint.CHAT, _encoder.encode(translated)
+                return endpoint, encode_body(doc)
+            translated = anthropic_to_openai_chat(decode_body(body), deployment.model)
+            return Endpoint.CHAT, encode_body(translated)
 
         max_tokens = getattr(head, "max_tokens", 0)
         job = self._new_job(request_id, client, headers, alias, prepare, body, max_tokens)
@@ -109,17 +113,12 @@ class MessagesEndpoint(RoutedEndpoint):
                 return payload, (tokens if self.endpoint is Endpoint.MESSAGES else (0, 0))
             try:
                 chat = _decoder.decode(payload)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, RecursionError):
                 raise UpstreamError(
                     "the upstream sent an unreadable answer", code="bad_upstream_body"
                 ) from None
             message = openai_chat_to_anthropic_message(chat, model)
-            usage = message.get("usage") or {}
-            total_in = sum(
-                int(usage.get(k) or 0)
-                for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-            )
-            return _encoder.encode(message), (total_in, int(usage.get("output_tokens", 0)))
+            return _encoder.encode(message), openai_usage_counts(chat.get("usage"))
 
         await relay_json(owner, send, headers, shape, anthropic_error_body, record)
 

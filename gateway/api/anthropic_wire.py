@@ -7,7 +7,9 @@ from typing import Annotated, Any
 import msgspec
 
 from gateway.api.openai_wire import MAX_TOKENS_CAP
+from gateway.api.reply_body import read_reply
 from gateway.errors import BadRequest
+from gateway.translate.vocabulary import usage_counts
 
 __all__ = ["CountTokensHead", "MessagesHead", "decode_messages_head", "parse_anthropic_usage"]
 
@@ -25,10 +27,12 @@ class CountTokensHead(msgspec.Struct):
 
 
 class _Usage(msgspec.Struct):
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_input_tokens: int | None = None
-    cache_read_input_tokens: int | None = None
+    """Counts as the upstream sent them, any JSON type: `usage_counts` decides what they are."""
+
+    input_tokens: Any = None
+    output_tokens: Any = None
+    cache_creation_input_tokens: Any = None
+    cache_read_input_tokens: Any = None
 
 
 class _Reply(msgspec.Struct):
@@ -49,6 +53,8 @@ def decode_messages_head(body: bytes, kind: type[Any]) -> Any:
         raise BadRequest(f"invalid request: {exc}", code="invalid_value") from None
     except msgspec.DecodeError:
         raise BadRequest("the request body is not valid JSON", code="invalid_json") from None
+    except RecursionError:
+        raise BadRequest("the request body is nested too deeply", code="invalid_json") from None
     if not head.model:
         raise BadRequest("model: must not be empty", param="model")
     if not head.messages:
@@ -59,15 +65,12 @@ def decode_messages_head(body: bytes, kind: type[Any]) -> Any:
 
 
 def parse_anthropic_usage(body: bytes) -> tuple[int, int]:
-    """(input incl. cache reads and writes, output) tokens of a Messages reply; -1 if absent."""
-    try:
-        reply = _reply_decoder.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return -1, -1
-    if reply.usage is None:
+    """(input incl. cache reads and writes, output) tokens of a Messages reply; (-1, -1) when
+    it carries no usable usage."""
+    reply = read_reply(_reply_decoder, body)
+    if reply is None or reply.usage is None:
         return -1, -1
     u = reply.usage
-    total_in = (
-        u.input_tokens + (u.cache_creation_input_tokens or 0) + (u.cache_read_input_tokens or 0)
+    return usage_counts(
+        u.input_tokens, u.output_tokens, u.cache_creation_input_tokens, u.cache_read_input_tokens
     )
-    return total_in, u.output_tokens

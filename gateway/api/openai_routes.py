@@ -26,6 +26,7 @@ from gateway.api.openai_wire import (
     with_model,
 )
 from gateway.api.relay import relay_json, relay_stream
+from gateway.api.request_body import decode_body, encode_body, needs_reencoding
 from gateway.api.request_context import RequestHeaders, authenticate, new_request_id
 from gateway.api.request_report import report_request
 from gateway.api.stream_taps import OpenAIStreamTap, StreamShaper
@@ -33,8 +34,8 @@ from gateway.clients import Client
 from gateway.errors import (
     GatewayError,
     MethodNotAllowed,
-    UpstreamError,
     openai_error_body,
+    unreadable_answer,
 )
 from gateway.providers.adapters import Endpoint
 from gateway.routing.router import Job, RequestOwner, UpstreamRejection
@@ -48,17 +49,12 @@ from gateway.translate import (
     anthropic_message_to_openai_chat,
     openai_chat_to_anthropic,
 )
+from gateway.translate.vocabulary import anthropic_usage_counts
 
 __all__ = ["openai_handlers"]
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
-
-
-def _upstream_error(body: bytes) -> GatewayError:
-    return UpstreamError(
-        f"the upstream sent an unreadable answer ({len(body)} bytes)", code="bad_upstream_body"
-    )
 
 
 class OpenAIEndpoint(RoutedEndpoint):
@@ -85,15 +81,22 @@ class OpenAIEndpoint(RoutedEndpoint):
             max_tokens = 0
         elif max_tokens is None:
             max_tokens = self.gw.cfg.routing.default_max_tokens
-        # the cheap path: the client's bytes, at most with include_usage spliced in
-        passthrough = splice_include_usage(body) if add_usage and options is None else body
+        # decided on the decoded head, never on the raw bytes: the cheap path is the client's
+        # bytes, at most with include_usage spliced in; bytes that may read otherwise upstream
+        # (escaped or duplicate keys) and a client's own stream_options are re-encoded
+        if needs_reencoding(body) or (add_usage and options is not None):
+            passthrough = with_model(body, alias, include_usage=add_usage)
+        elif add_usage:
+            passthrough = splice_include_usage(body)
+        else:
+            passthrough = body
         endpoint = self.endpoint
 
         def prepare(deployment: Deployment) -> tuple[Endpoint, bytes]:
             if deployment.pool.adapter.speaks_anthropic:
-                translated = openai_chat_to_anthropic(_decoder.decode(body), deployment.model)
-                return Endpoint.MESSAGES, _encoder.encode(translated)
-            if deployment.model == alias and (options is None or not add_usage):
+                translated = openai_chat_to_anthropic(decode_body(body), deployment.model)
+                return Endpoint.MESSAGES, encode_body(translated)
+            if deployment.model == alias:
                 return endpoint, passthrough
             return endpoint, with_model(body, deployment.model, include_usage=add_usage)
 
@@ -130,14 +133,10 @@ class OpenAIEndpoint(RoutedEndpoint):
                 return payload, parse_usage(payload)
             try:
                 message = _decoder.decode(payload)
-            except msgspec.DecodeError:
-                raise _upstream_error(payload) from None
+            except (msgspec.DecodeError, RecursionError):
+                raise unreadable_answer(payload) from None
             chat = anthropic_message_to_openai_chat(message, call.deployment.model)
-            usage = chat.get("usage") or {}
-            return _encoder.encode(chat), (
-                int(usage.get("prompt_tokens", -1)),
-                int(usage.get("completion_tokens", -1)),
-            )
+            return _encoder.encode(chat), anthropic_usage_counts(message.get("usage"))
 
         await relay_json(owner, send, headers, shape, openai_error_body, record)
 

@@ -11,7 +11,10 @@ from typing import Annotated, Any
 
 import msgspec
 
+from gateway.api.reply_body import read_reply
+from gateway.api.request_body import decode_body, encode_body, needs_reencoding
 from gateway.errors import BadRequest
+from gateway.translate.vocabulary import usage_counts
 
 __all__ = [
     "MAX_TOKENS_CAP",
@@ -59,8 +62,14 @@ class EmbeddingHead(msgspec.Struct):
 
 
 class Usage(msgspec.Struct):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    """Counts as the upstream sent them, any JSON type: `usage_counts` decides what they are."""
+
+    prompt_tokens: Any = None
+    completion_tokens: Any = None
+
+    def counts(self) -> tuple[int, int]:
+        """(prompt, completion) tokens to charge; (-1, -1) if a count is missing or malformed."""
+        return usage_counts(self.prompt_tokens, self.completion_tokens)
 
 
 class UsageReply(msgspec.Struct):
@@ -71,8 +80,6 @@ _decoders: dict[type, msgspec.json.Decoder[Any]] = {
     t: msgspec.json.Decoder(t) for t in (ChatHead, CompletionHead, EmbeddingHead)
 }
 _usage_decoder = msgspec.json.Decoder(UsageReply)
-_any_decoder = msgspec.json.Decoder()
-_encoder = msgspec.json.Encoder()
 _AT = re.compile(r" - at `\$\.?([^`]*)`$")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 
@@ -92,6 +99,8 @@ def decode_head(body: bytes, kind: type[Any]) -> Any:
         raise BadRequest(f"invalid request: {text}", param=param, code="invalid_value") from None
     except msgspec.DecodeError:
         raise BadRequest("the request body is not valid JSON", code="invalid_json") from None
+    except RecursionError:
+        raise BadRequest("the request body is nested too deeply", code="invalid_json") from None
     if isinstance(head, ChatHead) and not head.messages:
         raise BadRequest("messages must not be empty", param="messages", code="invalid_value")
     if not head.model:
@@ -100,33 +109,34 @@ def decode_head(body: bytes, kind: type[Any]) -> Any:
 
 
 def parse_usage(body: bytes) -> tuple[int, int]:
-    """(prompt, completion) tokens of a JSON reply; (-1, -1) when it carries no usage."""
-    try:
-        reply = _usage_decoder.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    """(prompt, completion) tokens of a JSON reply; (-1, -1) when it carries no usable usage.
+    A body that is not a JSON object is an UpstreamError (the client gets a 502)."""
+    reply = read_reply(_usage_decoder, body)
+    if reply is None or reply.usage is None:
         return -1, -1
-    if reply.usage is None:
-        return -1, -1
-    return reply.usage.prompt_tokens, reply.usage.completion_tokens
+    return reply.usage.counts()
 
 
 def splice_include_usage(body: bytes) -> bytes:
-    """Ask for the usage chunk without re-encoding: the body has no stream_options of its own.
+    """Ask for the usage chunk; the decoded head has no stream_options (absent or null).
 
-    A body with `"stream_options": null` is re-encoded instead: spliced, the key would appear
-    twice and upstream parsers keep the last one, the null, so no usage chunk would come back.
+    Spliced into the bytes when that is unambiguous. A body with `"stream_options": null`, a key
+    spelled with escapes or a routed key given twice is re-encoded instead: spliced, the key
+    could appear twice and upstream parsers keep the last one, the null, so no usage chunk
+    would come back.
     """
-    if b'"stream_options"' in body:
-        doc = _any_decoder.decode(body)
+    if b'"stream_options"' in body or needs_reencoding(body):
+        doc = decode_body(body)
         doc["stream_options"] = {"include_usage": True}
-        return _encoder.encode(doc)
+        return encode_body(doc)
     start = body.index(b"{")
     return body[: start + 1] + b'"stream_options":{"include_usage":true},' + body[start + 1 :]
 
 
 def with_model(body: bytes, model: str, *, include_usage: bool) -> bytes:
-    """Re-encode `body` with another model name (an alias mapped to a different upstream name)."""
-    doc = _any_decoder.decode(body)
+    """Re-encode `body` with `model` (an alias mapped to a different upstream name, or the same
+    name when the bytes need re-encoding); BadRequest if it cannot be."""
+    doc = decode_body(body)
     doc["model"] = model
     if include_usage:
         options = doc.get("stream_options")
@@ -134,4 +144,4 @@ def with_model(body: bytes, model: str, *, include_usage: bool) -> bytes:
             **(options if isinstance(options, dict) else {}),
             "include_usage": True,
         }
-    return _encoder.encode(doc)
+    return encode_body(doc)

@@ -17,6 +17,7 @@ import msgspec
 
 from gateway.api.asgi_io import Receive, Send, send_bytes
 from gateway.api.stream_taps import StreamShaper
+from gateway.api.stream_text import TextMeter
 from gateway.errors import GatewayError, UpstreamError
 from gateway.providers.transport import TransportError
 from gateway.routing.outcome import Outcome
@@ -52,7 +53,7 @@ def _response_model(payload: bytes) -> str:
     """The model the provider says answered, from a JSON body or one SSE `data:` payload."""
     try:
         answer = _answer_decoder.decode(payload)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return ""
     if answer.model:
         return answer.model
@@ -84,7 +85,8 @@ async def relay_json(
     try:
         payload = await call.response.read()
     except TransportError:
-        owner.observe(Outcome.SERVER_ERROR)
+        # the client gets a 502 and no answer: nothing to charge it, nothing in the key's window
+        owner.observe(Outcome.SERVER_ERROR, 0, 0)
         err = UpstreamError("the upstream response was cut", code="upstream_cut")
         record.status, record.error = err.status, err.code or ""
         await send_bytes(send, err.status, on_error(err), headers)
@@ -96,7 +98,7 @@ async def relay_json(
     try:
         body, (tokens_in, tokens_out) = shape(payload)
     except GatewayError as err:
-        owner.observe(Outcome.SERVER_ERROR)
+        owner.observe(Outcome.SERVER_ERROR, 0, 0)
         record.status, record.error = err.status, err.code or ""
         await send_bytes(send, err.status, on_error(err), headers)
         return
@@ -118,7 +120,8 @@ async def relay_stream(
     """`started`: when the request arrived (perf_counter), for the time to first token."""
     call = owner.opened_call
     record.stream = True
-    pump = asyncio.ensure_future(_pump(call, send, shaper, headers, record, started))
+    meter = TextMeter()
+    pump = asyncio.ensure_future(_pump(call, send, shaper, meter, headers, record, started))
     watcher = asyncio.ensure_future(_wait_disconnect(receive))
     outcome = Outcome.CANCELLED
     try:
@@ -136,7 +139,7 @@ async def relay_stream(
         watcher.cancel()
         pump.cancel()
         await call.response.aclose()
-        owner.observe_text(getattr(shaper, "text_bytes", -1))
+        owner.observe_text(meter.text_bytes)
         usage = shaper.usage
         if usage is None:
             owner.observe(outcome)
@@ -151,6 +154,7 @@ async def _pump(
     call: OpenCall,
     send: Send,
     shaper: StreamShaper,
+    meter: TextMeter,
     headers: Headers,
     record: AccessRecord,
     started: float,
@@ -169,6 +173,7 @@ async def _pump(
             out = shaper.feed(chunk)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
+                meter.feed(out)
                 if record.ttft_ms < 0:
                     waited = time.perf_counter() - started
                     record.ttft_ms = round(waited * 1000, 3)
@@ -178,7 +183,9 @@ async def _pump(
     except OSError:  # the client went away
         return Outcome.CANCELLED
     try:
-        await send({"type": "http.response.body", "body": shaper.finish(), "more_body": False})
+        tail = shaper.finish()
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+        meter.feed(tail)
     except OSError:
         return Outcome.CANCELLED
     return Outcome.OK if shaper.completed and not cut else Outcome.SERVER_ERROR

@@ -21,6 +21,7 @@ from gateway.api.asgi_io import Receive, Scope, Send
 from gateway.api.endpoint import RoutedEndpoint
 from gateway.api.openai_wire import with_model
 from gateway.api.relay import relay_json, relay_stream
+from gateway.api.request_body import needs_reencoding
 from gateway.api.request_context import RequestHeaders
 from gateway.api.responses_stream import ResponsesStreamTap
 from gateway.api.responses_wire import (
@@ -71,8 +72,11 @@ class ResponsesEndpoint(RoutedEndpoint):
         if max_tokens is None:
             max_tokens = self.gw.cfg.routing.default_max_tokens
 
+        # bytes that may read otherwise upstream (escaped or duplicate keys) are re-encoded
+        reencode = needs_reencoding(body)
+
         def prepare(deployment: Deployment) -> tuple[Endpoint, bytes]:
-            if deployment.model == alias:
+            if deployment.model == alias and not reencode:
                 return Endpoint.RESPONSES, body
             return Endpoint.RESPONSES, with_model(body, deployment.model, include_usage=False)
 

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 import msgspec
 
 from gateway.api.openai_wire import MAX_TOKENS_CAP, decode_head
+from gateway.api.reply_body import read_reply
+from gateway.translate.vocabulary import usage_counts
 
 __all__ = ["ResponsesHead", "ResponsesUsage", "decode_responses_head", "parse_responses_usage"]
 
@@ -26,8 +28,14 @@ class ResponsesHead(msgspec.Struct):
 
 
 class ResponsesUsage(msgspec.Struct):
-    input_tokens: int = 0
-    output_tokens: int = 0
+    """Counts as the upstream sent them, any JSON type: `usage_counts` decides what they are."""
+
+    input_tokens: Any = None
+    output_tokens: Any = None
+
+    def counts(self) -> tuple[int, int]:
+        """(input, output) tokens to charge; (-1, -1) if a count is missing or malformed."""
+        return usage_counts(self.input_tokens, self.output_tokens)
 
 
 class _Reply(msgspec.Struct):
@@ -43,11 +51,8 @@ def decode_responses_head(body: bytes) -> Any:
 
 
 def parse_responses_usage(body: bytes) -> tuple[int, int]:
-    """(input, output) tokens of a response object; (-1, -1) when it carries no usage."""
-    try:
-        reply = _reply_decoder.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    """(input, output) tokens of a response object; (-1, -1) when it carries no usable usage."""
+    reply = read_reply(_reply_decoder, body)
+    if reply is None or reply.usage is None:
         return -1, -1
-    if reply.usage is None:
-        return -1, -1
-    return reply.usage.input_tokens, reply.usage.output_tokens
+    return reply.usage.counts()

@@ -4,6 +4,12 @@ A tap has the interface of the translators in `gateway.translate` (feed / finish
 completed), so the relay treats a passthrough and a translated stream alike. Events are
 forwarded as soon as they are complete, never re-encoded; a stream that ends before its end
 event gets an error event instead of a clean end.
+
+What the upstream sends is read defensively. Only an event that is exactly `data: [DONE]` ends
+an OpenAI stream, not those bytes inside a chunk's text. An event longer than `MAX_EVENT_BYTES`
+(see `EventFramer`) is relayed unread, and the usage of that stream becomes unknown (-1, -1):
+the estimate stays charged rather than a count read around a gap. Token counts that are not
+plausible integers make the usage unknown too (`gateway.translate.vocabulary.usage_counts`).
 """
 
 from __future__ import annotations
@@ -12,10 +18,14 @@ from typing import Protocol
 
 import msgspec
 
+from gateway.api.event_framer import MAX_EVENT_BYTES, EventFramer, Framed
 from gateway.api.openai_wire import Usage
 from gateway.translate import encode_anthropic_event, encode_openai_chunk
+from gateway.translate.vocabulary import token_count, usage_counts
 
-__all__ = ["AnthropicStreamTap", "OpenAIStreamTap", "StreamShaper", "split_complete"]
+__all__ = ["MAX_EVENT_BYTES", "AnthropicStreamTap", "OpenAIStreamTap", "StreamShaper"]
+
+_UNKNOWN = (-1, -1)
 
 
 class _UsageChunk(msgspec.Struct):
@@ -24,10 +34,10 @@ class _UsageChunk(msgspec.Struct):
 
 
 class _AnthropicUsage(msgspec.Struct):
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_creation_input_tokens: int | None = None
-    cache_read_input_tokens: int | None = None
+    input_tokens: object = None
+    output_tokens: object = None
+    cache_creation_input_tokens: object = None
+    cache_read_input_tokens: object = None
 
 
 class _AnthropicMessage(msgspec.Struct):
@@ -42,6 +52,7 @@ class _AnthropicEvent(msgspec.Struct):
 
 _usage_decoder = msgspec.json.Decoder(_UsageChunk)
 _event_decoder = msgspec.json.Decoder(_AnthropicEvent)
+_ANTHROPIC_MARKERS = (b"message_start", b"message_delta", b"message_stop", b"error")
 
 
 class StreamShaper(Protocol):
@@ -58,32 +69,47 @@ class StreamShaper(Protocol):
     def finish(self) -> bytes: ...
 
 
-def split_complete(data: bytes) -> tuple[bytes, bytes]:
-    """(complete events, incomplete tail) at the last blank line."""
-    cut = max(data.rfind(b"\n\n"), data.rfind(b"\r\n\r\n"))
-    if cut < 0:
-        return b"", data
-    end = cut + (4 if data[cut : cut + 4] == b"\r\n\r\n" else 2)
-    return data[:end], data[end:]
+def _data_of(event: bytes) -> bytes | None:
+    """The data of one event (its `data:` lines joined by LF, as SSE defines), None if it has none.
+
+    `event` has LF line ends.
+    """
+    lines = [line[5:].removeprefix(b" ") for line in event.split(b"\n") if line[:5] == b"data:"]
+    return b"\n".join(lines) if lines else None
+
+
+def _relayed(framed: Framed, events: bytes) -> bytes:
+    """What goes to the client: the unread parts of `framed` around the (filtered) events."""
+    before, _, after = framed
+    if not before and not after:
+        return events
+    return before + events + after
 
 
 class OpenAIStreamTap:
     """OpenAI chunks pass through; the usage-only chunk is hidden when Keyway asked for it."""
 
-    __slots__ = ("_hide_usage", "_tail", "completed", "usage")
+    __slots__ = ("_framer", "_hide_usage", "completed", "usage")
 
-    def __init__(self, *, hide_usage_chunk: bool) -> None:
+    def __init__(self, *, hide_usage_chunk: bool, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
         self._hide_usage = hide_usage_chunk
-        self._tail = b""
+        self._framer = EventFramer(max_event_bytes)
         self.usage: tuple[int, int] | None = None
         self.completed = False
 
     def feed(self, chunk: bytes) -> bytes:
-        complete, self._tail = split_complete(self._tail + chunk if self._tail else chunk)
-        if not complete:
-            return b""
+        framed = self._framer.feed(chunk)
+        events = self._events(framed[1]) if framed[1] else b""
+        if self._framer.overflowed:
+            self.usage = _UNKNOWN
+        return _relayed(framed, events)
+
+    def _events(self, complete: bytes) -> bytes:
         if b"[DONE]" in complete:
-            self.completed = True
+            lf = complete.replace(b"\r\n", b"\n")
+            events = (e for e in lf.split(b"\n\n") if b"[DONE]" in e)
+            if any(_data_of(event) == b"[DONE]" for event in events):
+                self.completed = True
         if b'"usage"' not in complete:
             return complete
         out: list[bytes] = []
@@ -101,15 +127,16 @@ class OpenAIStreamTap:
         """Record the usage of one chunk; True when it is the usage-only chunk."""
         try:
             reply = _usage_decoder.decode(payload)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.DecodeError, RecursionError):
             return False
         if reply.usage is None:
             return False
-        self.usage = (reply.usage.prompt_tokens, reply.usage.completion_tokens)
+        if not self._framer.overflowed:
+            self.usage = reply.usage.counts()
         return not reply.choices
 
     def finish(self) -> bytes:
-        tail, self._tail = self._tail, b""
+        tail = self._framer.rest()
         if self.completed:
             return tail
         error = {
@@ -125,52 +152,59 @@ class OpenAIStreamTap:
 class AnthropicStreamTap:
     """Anthropic events pass through; usage from message_start and message_delta."""
 
-    __slots__ = ("_errored", "_input", "_output", "_tail", "completed", "usage")
+    __slots__ = ("_errored", "_framer", "_input", "_output", "completed", "usage")
 
-    def __init__(self) -> None:
-        self._tail = b""
+    def __init__(self, *, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self._framer = EventFramer(max_event_bytes)
         self._errored = False
-        self._input = 0
+        self._input = -1  # -1: not reported yet, or malformed
         self._output = 0
         self.usage: tuple[int, int] | None = None
         self.completed = False
 
     def feed(self, chunk: bytes) -> bytes:
-        complete, self._tail = split_complete(self._tail + chunk if self._tail else chunk)
-        if not complete:
-            return b""
-        if any(
-            m in complete for m in (b"message_start", b"message_delta", b"message_stop", b"error")
-        ):
+        framed = self._framer.feed(chunk)
+        complete = framed[1]
+        if complete and any(m in complete for m in _ANTHROPIC_MARKERS):
             for event in complete.replace(b"\r\n", b"\n").split(b"\n\n"):
-                for line in event.split(b"\n"):
-                    if line.startswith(b"data:"):
-                        self._read(line[5:].strip())
-        return complete
+                if any(m in event for m in _ANTHROPIC_MARKERS):
+                    payload = _data_of(event)
+                    if payload is not None:
+                        self._read(payload)
+        if self._framer.overflowed:
+            self.usage = _UNKNOWN
+        return _relayed(framed, complete)
 
     def _read(self, payload: bytes) -> None:
         try:
             event = _event_decoder.decode(payload)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.DecodeError, RecursionError):
             return
         usage = event.message.usage if event.message is not None else event.usage
         if usage is not None:
-            if usage.input_tokens is not None:
-                self._input = (
-                    usage.input_tokens
-                    + (usage.cache_creation_input_tokens or 0)
-                    + (usage.cache_read_input_tokens or 0)
-                )
-            if usage.output_tokens is not None:
-                self._output = usage.output_tokens
-            self.usage = (self._input, self._output)
+            self._add_usage(usage)
         if event.type == "message_stop":
             self.completed = True
         elif event.type == "error":
             self._errored = True
 
+    def _add_usage(self, usage: _AnthropicUsage) -> None:
+        """Counts are cumulative (message_start: the input; message_delta: the output so far):
+        a later count replaces an earlier one, a malformed one included."""
+        if usage.input_tokens is not None:
+            self._input, _ = usage_counts(
+                usage.input_tokens,
+                None,
+                usage.cache_creation_input_tokens,
+                usage.cache_read_input_tokens,
+            )
+        if usage.output_tokens is not None:
+            self._output = token_count(usage.output_tokens)
+        known = self._input >= 0 and self._output >= 0 and not self._framer.overflowed
+        self.usage = (self._input, self._output) if known else _UNKNOWN
+
     def finish(self) -> bytes:
-        tail, self._tail = self._tail, b""
+        tail = self._framer.rest()
         if self.completed or self._errored:  # an upstream error event already told the client
             return tail
         return encode_anthropic_event(

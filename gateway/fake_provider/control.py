@@ -1,10 +1,12 @@
 """The ``/_fake/*`` control API: arm faults, read stats and the last request, reset.
 
-    POST   /_fake/faults        {"key", "mode", "count", "retry_after_s", "retry_after_ms", "delay_ms"}
+    POST   /_fake/faults        {"key", "mode", "count", "retry_after_s", "retry_after_ms", "delay_ms",
+                                 "chunks"} (modes: ``faults.py``)
     GET    /_fake/faults        the armed faults (keys masked)
     DELETE /_fake/faults[?key=] disarm every fault, or one key's
     GET    /_fake/stats         {"total", "requests_by_key", "in_flight_by_key", "max_in_flight_by_key"}
-    GET    /_fake/last_request  {"method", "path", "query", "headers", "body"} (credentials masked)
+    GET    /_fake/last_request  {"method", "path", "query", "headers", "body", "raw_body"}
+                                (credentials masked; raw_body: the body's text as sent)
     POST   /_fake/reset         forget stats, faults and rate-limit windows
     GET    /_fake/health        {"ok": true}
 

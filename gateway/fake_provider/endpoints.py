@@ -3,6 +3,8 @@
 Every answer is admitted into the key's rate-limit window first (a full window answers 429
 with ``retry-after``), then sent whole or streamed one event per ASGI message. Refusals
 (400 on a malformed body) carry the same rate-limit headers as answers, as upstream's do.
+The faults that let a request through shape its answer here: ``"cut"`` drops it half-way,
+``"hostile_headers"`` spoils its rate-limit headers, ``"long_stream"`` sets its length and pace.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from gateway.fake_provider.asgi import (
     send_events,
 )
 from gateway.fake_provider.dialect import ANTHROPIC, Dialect, send_error
-from gateway.fake_provider.faults import Fault
+from gateway.fake_provider.faults import Fault, hostile
 from gateway.fake_provider.quota import QuotaBook
 from gateway.fake_provider.reply import Reply, ToolAnswer, new_id, text_reply, tool_answer
 from gateway.fake_provider.settings import FakeSettings
@@ -50,7 +52,8 @@ class Call:
     """The Azure deployment named in the path; it stands for the model."""
     dialect: Dialect
     fault: Fault | None
-    """A fault that lets the request through but changes its answer ("slow", "cut")."""
+    """A fault that lets the request through but changes its answer ("slow", "cut",
+    "hostile_headers", "long_stream")."""
     send: Send
     receive: Receive
 
@@ -75,6 +78,11 @@ class Endpoints:
             call.dialect.headers(self.quota.peek(call.key)),
         )
 
+    def _chunks_of(self, call: Call) -> int:
+        """Content deltas in the answer: the fault ``"long_stream"``'s, else the settings'."""
+        fault = call.fault
+        return fault.chunks if fault is not None and fault.mode == "long_stream" else self._chunks
+
     async def _answer(
         self, call: Call, tokens: int, body: bytes | None = None, events: list[bytes] | None = None
     ) -> None:
@@ -85,9 +93,15 @@ class Endpoints:
             headers.append((b"retry-after", b"%d" % snapshot.retry_after_s))
             await send_error(call.send, call.dialect, 429, None, headers)
             return
-        cut = call.fault is not None and call.fault.mode == "cut"
+        mode = call.fault.mode if call.fault is not None else None
+        if mode == "hostile_headers":
+            headers = hostile(headers)
+        cut = mode == "cut"
         if events is not None:
-            await send_events(call.send, call.receive, headers, events, self._chunk_delay_s, cut)
+            delay_s = self._chunk_delay_s
+            if call.fault is not None and mode == "long_stream":
+                delay_s = call.fault.delay_ms / 1000
+            await send_events(call.send, call.receive, headers, events, delay_s, cut)
             return
         assert body is not None
         headers.append(JSON_CONTENT_TYPE)
@@ -116,9 +130,9 @@ class Endpoints:
         answer: Reply | ToolAnswer
         if tool is None:
             limit = request.max_completion_tokens or request.max_tokens
-            answer = text_reply(call.key, self._chunks, limit)
+            answer = text_reply(call.key, self._chunks_of(call), limit)
         else:
-            answer = tool_answer(tool.name, tool.parameters, self._chunks)
+            answer = tool_answer(tool.name, tool.parameters, self._chunks_of(call))
         id_, created = new_id("chatcmpl-"), int(time.time())
         tokens = prompt_tokens + answer.completion_tokens
         if request.stream:
@@ -138,7 +152,7 @@ class Endpoints:
             await self.refuse(call, 400, "you must provide a model parameter")
             return
         prompt_tokens = openai_wire.prompt_tokens_of(request.prompt)
-        reply = text_reply(call.key, self._chunks, request.max_tokens)
+        reply = text_reply(call.key, self._chunks_of(call), request.max_tokens)
         id_, created = new_id("cmpl-"), int(time.time())
         tokens = prompt_tokens + reply.completion_tokens
         if request.stream:
@@ -177,9 +191,9 @@ class Endpoints:
             return
         answer: Reply | ToolAnswer
         if function is None:
-            answer = text_reply(call.key, self._chunks, request.max_output_tokens)
+            answer = text_reply(call.key, self._chunks_of(call), request.max_output_tokens)
         else:
-            answer = tool_answer(function.name, function.parameters, self._chunks)
+            answer = tool_answer(function.name, function.parameters, self._chunks_of(call))
         tokens = prompt_tokens + answer.completion_tokens
         if request.stream:
             events = responses_wire.response_events(model, request, prompt_tokens, answer)
@@ -206,9 +220,9 @@ class Endpoints:
         tool = anthropic_wire.chosen_tool(request)
         answer: Reply | ToolAnswer
         if tool is None:
-            answer = text_reply(call.key, self._chunks, request.max_tokens)
+            answer = text_reply(call.key, self._chunks_of(call), request.max_tokens)
         else:
-            answer = tool_answer(tool.name, tool.input_schema, self._chunks)
+            answer = tool_answer(tool.name, tool.input_schema, self._chunks_of(call))
         id_ = new_id("msg_")
         tokens = input_tokens + answer.completion_tokens
         if request.stream:

@@ -1,11 +1,15 @@
 """Injected failures: what the next requests made with a given upstream key should suffer.
 
-Modes: ``"429"``, ``"500"``, ``"503"``, ``"529"``, ``"401"`` answer that status in the dialect
-of the endpoint; ``"hang"`` never answers until the client gives up; ``"slow"`` adds
-``delay_ms`` before the headers; ``"cut"`` starts the response, then drops the connection
-before its end. A fault armed for key ``"*"`` applies to every key that has none of its own.
-Arming a key again replaces its fault. ``count`` is how many requests it hits (None: until
-cleared).
+Modes: ``"400"``, ``"401"``, ``"429"``, ``"500"``, ``"503"``, ``"529"`` answer that status in the
+dialect of the endpoint (400: ``invalid_request_error``, the request's own fault); ``"hang"``
+never answers until the client gives up; ``"slow"`` adds ``delay_ms`` before the headers;
+``"cut"`` starts the response, then drops the connection before its end; ``"hostile_headers"``
+answers normally but with rate-limit headers no parser should trust (``inf``, ``NaN``, negative
+counts, a reset of ``1e309s``: see ``HOSTILE_HEADERS``); ``"long_stream"`` streams an answer of
+``chunks`` content deltas with every event ``delay_ms`` apart, ending normally with its usage
+(a request that does not stream gets that answer at once). A fault armed for key ``"*"``
+applies to every key that has none of its own. Arming a key again replaces its fault.
+``count`` is how many requests it hits (None: until cleared).
 """
 
 from __future__ import annotations
@@ -15,20 +19,47 @@ from typing import Literal
 
 import msgspec
 
+from gateway.fake_provider.asgi import Headers
+
 __all__ = [
     "ANY_KEY",
     "ERROR_MODES",
+    "HOSTILE_HEADERS",
     "Fault",
     "FaultBook",
     "FaultMode",
     "fault_from_headers",
+    "hostile",
     "mask_secret",
 ]
 
-FaultMode = Literal["429", "500", "503", "529", "401", "hang", "slow", "cut"]
-ERROR_MODES: frozenset[str] = frozenset({"429", "500", "503", "529", "401"})
-_MODES: frozenset[str] = ERROR_MODES | {"hang", "slow", "cut"}
+FaultMode = Literal[
+    "400",
+    "401",
+    "429",
+    "500",
+    "503",
+    "529",
+    "hang",
+    "slow",
+    "cut",
+    "hostile_headers",
+    "long_stream",
+]
+ERROR_MODES: frozenset[str] = frozenset({"400", "401", "429", "500", "503", "529"})
+_MODES: frozenset[str] = ERROR_MODES | {"hang", "slow", "cut", "hostile_headers", "long_stream"}
 ANY_KEY = "*"
+
+HOSTILE_HEADERS: dict[bytes, bytes] = {
+    b"x-ratelimit-remaining-requests": b"inf",
+    b"x-ratelimit-remaining-tokens": b"-5",
+    b"x-ratelimit-reset-requests": b"1e309s",
+    b"anthropic-ratelimit-requests-remaining": b"NaN",
+    b"anthropic-ratelimit-tokens-remaining": b"-5",
+}
+"""The values fault ``"hostile_headers"`` puts in place of the dialect's own; it also adds
+``retry-after-ms: nan``. Each looks like a number to a lax parser (``float()``, an unanchored
+pattern), and none is a usable quota or delay."""
 
 
 def mask_secret(secret: str) -> str:
@@ -45,12 +76,24 @@ class Fault(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     retry_after_s: int = 1
     retry_after_ms: int | None = None
     delay_ms: int = 1000
+    """``"slow"``: the wait before the headers; ``"long_stream"``: the wait between two events."""
+    chunks: int = 10
+    """``"long_stream"``: content deltas in the answer."""
 
     def __post_init__(self) -> None:
         if self.count is not None and self.count < 1:
             raise ValueError("count must be >= 1, or null for until cleared")
         if self.retry_after_s < 0 or self.delay_ms < 0:
             raise ValueError("retry_after_s and delay_ms must be >= 0")
+        if self.chunks < 1:
+            raise ValueError("chunks must be >= 1")
+
+
+def hostile(headers: Headers) -> Headers:
+    """``headers`` with the dialect's rate-limit values replaced by ``HOSTILE_HEADERS``'s."""
+    replaced = [(name, HOSTILE_HEADERS.get(name, value)) for name, value in headers]
+    replaced.append((b"retry-after-ms", b"nan"))
+    return replaced
 
 
 class _Armed:
@@ -106,12 +149,12 @@ class FaultBook:
 def fault_from_headers(headers: Iterable[tuple[bytes, bytes]], mode: str) -> Fault:
     """A one-off fault from ``x-fake-fault: <mode>`` and its optional companion headers.
 
-    ``x-fake-retry-after-s``, ``x-fake-retry-after-ms`` and ``x-fake-delay-ms`` tune it.
-    Raises ``ValueError`` on an unknown mode or a malformed number.
+    ``x-fake-retry-after-s``, ``x-fake-retry-after-ms``, ``x-fake-delay-ms`` and
+    ``x-fake-chunks`` tune it. Raises ``ValueError`` on an unknown mode or a malformed number.
     """
     if mode not in _MODES:
         raise ValueError(f"unknown x-fake-fault mode {mode!r}; expected one of {sorted(_MODES)}")
-    retry_after_s, retry_after_ms, delay_ms = 1, None, 1000
+    retry_after_s, retry_after_ms, delay_ms, chunks = 1, None, 1000, 10
     for name, value in headers:
         if name == b"x-fake-retry-after-s":
             retry_after_s = int(value)
@@ -119,6 +162,8 @@ def fault_from_headers(headers: Iterable[tuple[bytes, bytes]], mode: str) -> Fau
             retry_after_ms = int(value)
         elif name == b"x-fake-delay-ms":
             delay_ms = int(value)
+        elif name == b"x-fake-chunks":
+            chunks = int(value)
     return msgspec.convert(
         {
             "key": "",
@@ -127,6 +172,7 @@ def fault_from_headers(headers: Iterable[tuple[bytes, bytes]], mode: str) -> Fau
             "retry_after_s": retry_after_s,
             "retry_after_ms": retry_after_ms,
             "delay_ms": delay_ms,
+            "chunks": chunks,
         },
         Fault,
     )

@@ -48,6 +48,8 @@ class RecordedRequest:
             "query": self.query_string.decode("latin-1"),
             "headers": headers,
             "body": body,
+            # as sent: a decoded body cannot show a key spelled twice
+            "raw_body": self.body.decode("utf-8", "replace"),
         }
 
 

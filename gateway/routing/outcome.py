@@ -155,7 +155,10 @@ class Learned:
 NOTHING_LEARNED = Learned()
 
 _OPENAI_RESETS: Final = ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
-_ANTHROPIC_RESETS: Final = ("anthropic-ratelimit-requests-reset", "anthropic-ratelimit-tokens-reset")
+_ANTHROPIC_RESETS: Final = (
+    "anthropic-ratelimit-requests-reset",
+    "anthropic-ratelimit-tokens-reset",
+)
 
 
 def learn_quota(headers: Mapping[str, str]) -> Learned:

@@ -62,6 +62,7 @@ METRIC_NAMES: Final = (
     "keyway_request_duration_seconds",
     "keyway_time_to_first_token_seconds",
     "keyway_upstream_attempts_total",
+    "keyway_upstream_values_ignored_total",
     "keyway_fallbacks_total",
     "keyway_rate_limited_total",
     "keyway_key_state",
@@ -140,6 +141,11 @@ class Metrics:
             "keyway_upstream_attempts", "Upstream attempts, by key and outcome.",
             ("provider", "key_id", "outcome"), registry=r,
         )  # fmt: skip
+        self.ignored_total = Counter(
+            "keyway_upstream_values_ignored",
+            "Upstream header values ignored as unusable (not a number, negative, inf, nan...).",
+            ("header",), registry=r,
+        )  # fmt: skip
         self.fallbacks_total = Counter(
             "keyway_fallbacks", "Moves to another key, deployment or fallback model, by reason.",
             ("reason",), registry=r,
@@ -175,6 +181,7 @@ class Metrics:
         self._request_children: dict[tuple[str, ...], tuple[Counter, Counter, Histogram]] = {}
         self._ttft_children: dict[tuple[str, ...], Histogram] = {}
         self._attempt_children: dict[tuple[str, ...], Counter] = {}
+        self._ignored_children: dict[tuple[str, ...], Counter] = {}
         self._fallback_children: dict[tuple[str, ...], Counter] = {}
         self._limited_children: dict[tuple[str, ...], Counter] = {}
         self._state_children: dict[tuple[str, ...], Gauge] = {}
@@ -215,6 +222,14 @@ class Metrics:
         child = self._attempt_children.get(key)
         if child is None:
             child = _child(self._attempt_children, self.attempts_total, key)
+        child.inc()
+
+    def upstream_value_ignored(self, header: str) -> None:
+        """An upstream sent `header` (a name Keyway reads, lowercase) with a value it ignored."""
+        key = (header,)
+        child = self._ignored_children.get(key)
+        if child is None:
+            child = _child(self._ignored_children, self.ignored_total, key)
         child.inc()
 
     def fallback(self, reason: str) -> None:

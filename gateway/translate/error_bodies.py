@@ -133,7 +133,7 @@ def _error_and_message(status: int, body: bytes) -> tuple[dict[str, Any], str]:
     """The error object found in ``body`` (possibly empty) and the best message for it."""
     try:
         document: Any = _decoder.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         document = None
     if isinstance(document, dict):
         error = document.get("error")

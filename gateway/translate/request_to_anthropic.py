@@ -21,7 +21,9 @@ logprobs, top_logprobs, seed, response_format, stream_options (Anthropic always 
 service_tier, store, metadata, modalities, audio, prediction, reasoning_effort,
 web_search_options, message ``name`` fields, ``image_url.detail``. Refused with a 400, because
 ignoring them would change the answer: ``n`` > 1, the legacy ``functions``/``function_call``,
-non-function tools, and content parts Anthropic cannot take.
+non-function tools, and content parts Anthropic cannot take. Malformed input is a 400 too
+(``BadRequest``, raised here), never another exception: tool call arguments that are not a
+JSON object, or are nested too deeply to decode.
 """
 
 from __future__ import annotations
@@ -171,6 +173,10 @@ def _tool_use(call: Any, param: str) -> dict[str, Any]:
             tool_input = _decoder.decode(arguments) if arguments.strip() else {}
         except msgspec.DecodeError:
             tool_input = None
+        except RecursionError:
+            raise BadRequest(
+                "tool call arguments are nested too deeply", param=f"{param}.function.arguments"
+            ) from None
     elif arguments is None:
         tool_input = {}
     if not isinstance(tool_input, dict):

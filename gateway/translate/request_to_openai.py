@@ -23,7 +23,8 @@ Dropped, having no OpenAI counterpart: top_k, thinking (and assistant ``thinking
 ``redacted_thinking`` blocks), service_tier, container, mcp_servers, context_management,
 other ``metadata`` keys, ``cache_control`` everywhere, ``tool_result.is_error``, and
 ``citations``. Server tools (web search, code execution, ...) and content blocks OpenAI cannot
-take are a 400.
+take are a 400, as is malformed input (``BadRequest``, raised here, never another exception):
+a ``tool_use`` input nested too deeply to encode.
 """
 
 from __future__ import annotations
@@ -163,7 +164,10 @@ def _tool_call(block: dict[str, Any], param: str) -> dict[str, Any]:
     call_id, name, tool_input = block.get("id"), block.get("name"), block.get("input")
     if not isinstance(call_id, str) or not isinstance(name, str):
         raise BadRequest("a tool_use block needs an id and a name", param=param)
-    arguments = _encoder.encode(tool_input if tool_input is not None else {}).decode()
+    try:
+        arguments = _encoder.encode(tool_input if tool_input is not None else {}).decode()
+    except RecursionError:
+        raise BadRequest("a tool_use input is nested too deeply", param=f"{param}.input") from None
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 

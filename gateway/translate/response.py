@@ -131,6 +131,6 @@ def _tool_input(arguments: Any) -> dict[str, Any]:
         return {}
     try:
         decoded = _decoder.decode(arguments)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return {}
     return decoded if isinstance(decoded, dict) else {}

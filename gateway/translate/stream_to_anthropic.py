@@ -10,6 +10,7 @@
     data: [DONE]                            ->   content_block_stop, message_delta {stop_reason,
                                                  usage}, message_stop
     data: {"error": {...}}                  ->   event: error, and the stream ends
+    an event too long to hold (see ``sse``) ->   event: error, and the stream ends
 
 Anthropic content blocks follow one another: a block stops before the next starts. OpenAI may
 stream several tool calls and may even interleave their argument deltas, and it never says when
@@ -31,8 +32,13 @@ import msgspec
 
 from gateway.errors import UpstreamError, anthropic_error_body
 from gateway.translate.error_bodies import anthropic_error_type
-from gateway.translate.sse import SSEParser, encode_anthropic_event
-from gateway.translate.vocabulary import anthropic_usage, message_id, stop_reason
+from gateway.translate.sse import MAX_SSE_EVENT_BYTES, SSEParser, encode_anthropic_event
+from gateway.translate.vocabulary import (
+    anthropic_usage,
+    message_id,
+    openai_usage_counts,
+    stop_reason,
+)
 
 __all__ = ["OpenAIToAnthropicStream"]
 
@@ -52,8 +58,8 @@ class _ToolCall:
 class OpenAIToAnthropicStream:
     """Feed it upstream OpenAI SSE bytes; it returns the Anthropic SSE bytes for the client."""
 
-    def __init__(self, model: str) -> None:
-        self._parser = SSEParser()
+    def __init__(self, model: str, *, max_event_bytes: int = MAX_SSE_EVENT_BYTES) -> None:
+        self._parser = SSEParser(max_event_bytes)
         self._model = model
         self._started = False
         self._upstream_id = ""
@@ -76,12 +82,9 @@ class OpenAIToAnthropicStream:
 
     @property
     def usage(self) -> tuple[int, int] | None:
-        """``(prompt tokens, completion tokens)`` from the upstream's usage chunk, once seen."""
-        if self._usage is None:
-            return None
-        usage = anthropic_usage(self._usage)
-        prompt = usage["input_tokens"] + usage["cache_read_input_tokens"]
-        return prompt, usage["output_tokens"]
+        """``(prompt tokens, completion tokens)`` from the upstream's usage chunk, once seen;
+        (-1, -1) when its counts are unusable (see ``vocabulary``)."""
+        return None if self._usage is None else openai_usage_counts(self._usage)
 
     def feed(self, chunk: bytes) -> bytes:
         """Translate the chunks ``chunk`` completes; the rest waits for the next chunk."""
@@ -94,7 +97,7 @@ class OpenAIToAnthropicStream:
                 continue
             try:
                 data = _decoder.decode(event.data)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, RecursionError):
                 data = None
             if not isinstance(data, dict):
                 out += self._error(
@@ -107,6 +110,8 @@ class OpenAIToAnthropicStream:
                 out += self._error(anthropic_error_type(error.get("type")), text)
             else:
                 out += self._chunk(data)
+        if self._parser.overflowed and not (self._completed or self._failed):
+            out += self._error("api_error", "the upstream sent an event too large to translate")
         return bytes(out)
 
     def finish(self) -> bytes:
@@ -124,8 +129,9 @@ class OpenAIToAnthropicStream:
         if not self._started and data.get("choices"):
             # Azure opens with a choice-less chunk of prompt filter results and an empty id.
             out += self._message_start()
-        if isinstance(data.get("usage"), dict):
-            self._usage = data["usage"]
+        usage = data.get("usage")
+        if usage is not None:
+            self._usage = usage if isinstance(usage, dict) else {}  # {}: unknown, shown as 0
         for choice in data.get("choices") or ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue  # only one choice is ever asked for

@@ -12,6 +12,7 @@
     message_stop                            ->   usage chunk (choices: []) if include_usage,
                                                  then data: [DONE]
     error                                   ->   data: {"error": {...}}, and the stream ends
+    an event too long to hold (see ``sse``) ->   data: {"error": {...}}, and the stream ends
     ping, content_block_stop, thinking      ->   nothing
 
 A tool call's ``index`` is its position among the message's tool calls, so parallel calls keep
@@ -29,12 +30,18 @@ import msgspec
 
 from gateway.errors import UpstreamError, openai_error_body
 from gateway.translate.error_bodies import openai_error_type
-from gateway.translate.sse import OPENAI_DONE, SSEEvent, SSEParser, encode_openai_chunk
+from gateway.translate.sse import (
+    MAX_SSE_EVENT_BYTES,
+    OPENAI_DONE,
+    SSEEvent,
+    SSEParser,
+    encode_openai_chunk,
+)
 from gateway.translate.vocabulary import (
+    anthropic_usage_counts,
     chat_completion_id,
     finish_reason,
     openai_usage,
-    prompt_and_output_tokens,
 )
 
 __all__ = ["AnthropicToOpenAIStream"]
@@ -51,8 +58,15 @@ _USAGE_FIELDS = (
 class AnthropicToOpenAIStream:
     """Feed it upstream Anthropic SSE bytes; it returns the OpenAI SSE bytes for the client."""
 
-    def __init__(self, model: str, include_usage: bool, *, created: int | None = None) -> None:
-        self._parser = SSEParser()
+    def __init__(
+        self,
+        model: str,
+        include_usage: bool,
+        *,
+        created: int | None = None,
+        max_event_bytes: int = MAX_SSE_EVENT_BYTES,
+    ) -> None:
+        self._parser = SSEParser(max_event_bytes)
         self._model = model
         self._include_usage = include_usage
         self._created = int(time.time()) if created is None else created
@@ -70,8 +84,9 @@ class AnthropicToOpenAIStream:
 
     @property
     def usage(self) -> tuple[int, int] | None:
-        """``(input tokens incl. cache reads and writes, output tokens)`` once known."""
-        return None if self._usage is None else prompt_and_output_tokens(self._usage)
+        """``(input tokens incl. cache reads and writes, output tokens)`` once seen; (-1, -1)
+        when the upstream's counts are unusable (see ``vocabulary``)."""
+        return None if self._usage is None else anthropic_usage_counts(self._usage)
 
     def feed(self, chunk: bytes) -> bytes:
         """Translate the events ``chunk`` completes; the rest waits for the next chunk."""
@@ -80,6 +95,8 @@ class AnthropicToOpenAIStream:
             if self._completed or self._failed:
                 break
             out += self._translate(event)
+        if self._parser.overflowed and not (self._completed or self._failed):
+            out += self._error("api_error", "the upstream sent an event too large to translate")
         return bytes(out)
 
     def finish(self) -> bytes:
@@ -93,7 +110,7 @@ class AnthropicToOpenAIStream:
     def _translate(self, event: SSEEvent) -> bytes:
         try:
             data = _decoder.decode(event.data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return self._error("api_error", "the upstream sent an event that is not JSON")
         if not isinstance(data, dict):
             return self._error("api_error", "the upstream sent an event that is not an object")
@@ -178,13 +195,16 @@ class AnthropicToOpenAIStream:
         return out + OPENAI_DONE
 
     def _add_usage(self, usage: Any) -> None:
-        """Anthropic usage counts are cumulative: a later value replaces an earlier one."""
+        """Anthropic usage counts are cumulative: a later value replaces an earlier one.
+
+        Kept as sent, whatever its type: accounting must see a malformed count to distrust it.
+        """
         if not isinstance(usage, dict):
             return
         if self._usage is None:
             self._usage = {}
         for name in _USAGE_FIELDS:
-            if isinstance(usage.get(name), int):
+            if usage.get(name) is not None:
                 self._usage[name] = usage[name]
 
     def _error(self, anthropic_type: Any, message: str) -> bytes:

@@ -15,6 +15,11 @@ Usage: OpenAI's ``prompt_tokens`` counts every input token, cached or not; Anthr
 into ``input_tokens`` (uncached), ``cache_read_input_tokens`` and ``cache_creation_input_tokens``.
 So ``prompt_tokens = input + cache_read + cache_creation`` and ``cached_tokens = cache_read``.
 OpenAI caches for free and reports no cache writes, so the way back sets ``cache_creation`` to 0.
+
+Counts come from the upstream, so they are checked before anyone is charged for them: a count
+that is not a JSON integer (a float, a bool, a string), negative or above ``MAX_TOKEN_COUNT``
+makes the usage unknown (-1, -1), and so does a missing input count. Settlement then keeps the
+estimate charged. The usage objects sent on to clients show such a count as 0.
 """
 
 from __future__ import annotations
@@ -22,14 +27,22 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "MAX_TOKEN_COUNT",
     "anthropic_usage",
+    "anthropic_usage_counts",
     "chat_completion_id",
     "finish_reason",
     "message_id",
     "openai_usage",
-    "prompt_and_output_tokens",
+    "openai_usage_counts",
     "stop_reason",
+    "token_count",
+    "usage_counts",
 ]
+
+MAX_TOKEN_COUNT = 2**53
+"""Above any real count and the last integer a double (Lua's number) holds exactly."""
+_UNKNOWN = (-1, -1)
 
 _FINISH_REASON_OF = {
     "end_turn": "stop",
@@ -78,8 +91,54 @@ def message_id(openai_completion_id: object) -> str:
     return "msg_" + text.removeprefix("chatcmpl-")
 
 
+def token_count(value: object) -> int:
+    """An upstream's token count, or -1 unless it is an integer in 0..MAX_TOKEN_COUNT."""
+    if type(value) is int and 0 <= value <= MAX_TOKEN_COUNT:
+        return value
+    return -1
+
+
+def usage_counts(
+    input_tokens: object, output_tokens: object, *more_input: object
+) -> tuple[int, int]:
+    """``(input + more_input, output)`` to charge; (-1, -1) when a count is unusable.
+
+    The input count must be there; a missing (None) output or extra input count is 0.
+    """
+    tokens_in = token_count(input_tokens)
+    tokens_out = 0 if output_tokens is None else token_count(output_tokens)
+    if tokens_in < 0 or tokens_out < 0:
+        return _UNKNOWN
+    for value in more_input:
+        if value is not None:
+            extra = token_count(value)
+            if extra < 0:
+                return _UNKNOWN
+            tokens_in += extra
+    return min(tokens_in, MAX_TOKEN_COUNT), tokens_out
+
+
+def openai_usage_counts(usage: object) -> tuple[int, int]:
+    """``(prompt, completion)`` tokens to charge for an OpenAI ``usage`` object."""
+    if not isinstance(usage, dict):
+        return _UNKNOWN
+    return usage_counts(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+
+
+def anthropic_usage_counts(usage: object) -> tuple[int, int]:
+    """``(input incl. cache reads and writes, output)`` to charge for an Anthropic ``usage``."""
+    if not isinstance(usage, dict):
+        return _UNKNOWN
+    return usage_counts(
+        usage.get("input_tokens"),
+        usage.get("output_tokens"),
+        usage.get("cache_creation_input_tokens"),
+        usage.get("cache_read_input_tokens"),
+    )
+
+
 def _count(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    return max(token_count(value), 0)
 
 
 def openai_usage(anthropic: dict[str, Any]) -> dict[str, Any]:
@@ -110,9 +169,3 @@ def anthropic_usage(openai: dict[str, Any]) -> dict[str, Any]:
         "cache_read_input_tokens": cached,
         "output_tokens": _count(openai.get("completion_tokens")),
     }
-
-
-def prompt_and_output_tokens(anthropic: dict[str, Any]) -> tuple[int, int]:
-    """``(every input token, output tokens)`` of an Anthropic usage object, for accounting."""
-    usage = openai_usage(anthropic)
-    return usage["prompt_tokens"], usage["completion_tokens"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import subprocess
@@ -121,12 +122,23 @@ def _traffic(urls: list[str], statuses: list[int], stop: threading.Event) -> Non
 
 
 def test_master_key_rotation_under_traffic_loses_no_request(
-    logs: Path, fake_proc: Proc, fake: FakeControl, redis_url: str, prefix: dict[str, str]
+    procs: contextlib.ExitStack,
+    logs: Path,
+    fake_proc: Proc,
+    fake: FakeControl,
+    redis_url: str,
+    prefix: dict[str, str],
 ) -> None:
     old, new = base64.b64encode(os.urandom(32)).decode(), base64.b64encode(os.urandom(32)).decode()
     config = make_config(fake_proc.url, keys=2)
-    seeding = start_gateway(logs, config, redis_url=redis_url,
-                            env=control_env(prefix, KEYWAY_MASTER_KEY=f"m1:{old}"))  # fmt: skip
+    seeding = procs.enter_context(
+        start_gateway(
+            logs,
+            config,
+            redis_url=redis_url,
+            env=control_env(prefix, KEYWAY_MASTER_KEY=f"m1:{old}"),
+        )
+    )
     admin = Admin(seeding)
     for i in range(3):
         admin.ok("POST", "/admin/providers/fake/keys", 201,
@@ -137,8 +149,8 @@ def test_master_key_rotation_under_traffic_loses_no_request(
     seeding.stop()
 
     both = control_env(prefix, KEYWAY_MASTER_KEY=f"m2:{new},m1:{old}")
-    a = start_gateway(logs, config, redis_url=redis_url, env=both)
-    b = start_gateway(logs, config, redis_url=redis_url, env=both)
+    a = procs.enter_context(start_gateway(logs, config, redis_url=redis_url, env=both))
+    b = procs.enter_context(start_gateway(logs, config, redis_url=redis_url, env=both))
     admin_a, admin_b = Admin(a), Admin(b)
     statuses: list[int] = []
     stop = threading.Event()
@@ -151,6 +163,7 @@ def test_master_key_rotation_under_traffic_loses_no_request(
         cli_env = {**os.environ, **both, "REDIS_URL": redis_url}
         rotate = subprocess.Popen([sys.executable, "-m", "gateway", "secrets", "rotate"], env=cli_env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        procs.callback(rotate.kill)  # a no-op once it has exited
         admin_b.ok("PATCH", "/admin/providers/fake/keys/r1", json={"rpm": 1000})
         out, err = rotate.communicate(timeout=60)
         assert rotate.returncode == 0, (out, err)
@@ -174,8 +187,14 @@ def test_master_key_rotation_under_traffic_loses_no_request(
         admin.close()
         admin.proc.stop()
 
-    only_new = start_gateway(logs, config, redis_url=redis_url,
-                             env=control_env(prefix, KEYWAY_MASTER_KEY=f"m2:{new}"))  # fmt: skip
+    only_new = procs.enter_context(
+        start_gateway(
+            logs,
+            config,
+            redis_url=redis_url,
+            env=control_env(prefix, KEYWAY_MASTER_KEY=f"m2:{new}"),
+        )
+    )
     admin_new = Admin(only_new)
     try:
         assert admin_new.ok("GET", "/admin/config")["problems"] == []
@@ -187,10 +206,17 @@ def test_master_key_rotation_under_traffic_loses_no_request(
 
 
 def test_a_restart_keeps_runtime_changes_unless_the_file_is_told_to_win(
-    logs: Path, fake_proc: Proc, fake: FakeControl, redis_url: str, prefix: dict[str, str]
+    procs: contextlib.ExitStack,
+    logs: Path,
+    fake_proc: Proc,
+    fake: FakeControl,
+    redis_url: str,
+    prefix: dict[str, str],
 ) -> None:
     config = make_config(fake_proc.url, keys=2)
-    first = start_gateway(logs, config, redis_url=redis_url, env=control_env(prefix))
+    first = procs.enter_context(
+        start_gateway(logs, config, redis_url=redis_url, env=control_env(prefix))
+    )
     admin = Admin(first)
     admin.ok("POST", "/admin/clients/team-b/revoke")
     admin.ok("PATCH", "/admin/providers/fake/keys/k1", json={"rpm": 7})
@@ -204,7 +230,9 @@ def test_a_restart_keeps_runtime_changes_unless_the_file_is_told_to_win(
                           json={"model": "text-embedding-3-small", "input": "hi"},
                           headers={"authorization": "Bearer sk-client-b"})  # fmt: skip
 
-    restarted = start_gateway(logs, config, redis_url=redis_url, env=control_env(prefix))
+    restarted = procs.enter_context(
+        start_gateway(logs, config, redis_url=redis_url, env=control_env(prefix))
+    )
     admin = Admin(restarted)
     try:
         assert embed(restarted).status_code == 401
@@ -215,8 +243,11 @@ def test_a_restart_keeps_runtime_changes_unless_the_file_is_told_to_win(
         admin.close()
         restarted.stop()
 
-    overwritten = start_gateway(logs, config, redis_url=redis_url,
-                                env=control_env(prefix, KEYWAY_CONFIG_OVERWRITE="1"))  # fmt: skip
+    overwritten = procs.enter_context(
+        start_gateway(
+            logs, config, redis_url=redis_url, env=control_env(prefix, KEYWAY_CONFIG_OVERWRITE="1")
+        )
+    )
     admin = Admin(overwritten)
     try:
         assert embed(overwritten).status_code == 200

@@ -7,6 +7,7 @@ tests' 10 s deadline it learned from the invalidation message.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import subprocess
@@ -84,17 +85,17 @@ def replicas(
     logs: Path, fake_proc: Proc, redis_url: str, prefix: dict[str, str]
 ) -> Iterator[tuple[Admin, Admin]]:
     config = make_config(fake_proc.url, keys=2)
-    a = start_gateway(logs, config, redis_url=redis_url, env=control_env(prefix))
-    try:
-        b = start_gateway(logs, config, redis_url=redis_url, env=control_env(prefix))
-    except BaseException:
-        a.stop()
-        raise
-    admins = (Admin(a), Admin(b))
-    yield admins
-    for admin in admins:
-        admin.close()
-        admin.proc.stop()
+    with contextlib.ExitStack() as stack:  # on teardown, or if B does not start: A stops too
+        a = stack.enter_context(
+            start_gateway(logs, config, redis_url=redis_url, env=control_env(prefix))
+        )
+        b = stack.enter_context(
+            start_gateway(logs, config, redis_url=redis_url, env=control_env(prefix))
+        )
+        admins = (Admin(a), Admin(b))
+        for admin in admins:
+            stack.callback(admin.close)  # each client closes before its process stops
+        yield admins
 
 
 def test_a_key_added_on_a_is_used_by_b_on_its_next_request(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from pathlib import Path
@@ -16,14 +17,16 @@ CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
 
 
 def test_sigterm_lets_50_streams_finish_and_settles_every_lease(
-    logs: Path, redis_url: str, prefix: dict[str, str]
+    procs: contextlib.ExitStack, logs: Path, redis_url: str, prefix: dict[str, str]
 ) -> None:
-    slow = start_fake_provider(logs, args=["--chunk-delay-ms", "300"])
-    gw = start_gateway(
-        logs,
-        make_config(slow.url),
-        redis_url=redis_url,
-        env={**prefix, "SHUTDOWN_TIMEOUT_SECONDS": "30"},
+    slow = procs.enter_context(start_fake_provider(logs, args=["--chunk-delay-ms", "300"]))
+    gw = procs.enter_context(
+        start_gateway(
+            logs,
+            make_config(slow.url),
+            redis_url=redis_url,
+            env={**prefix, "SHUTDOWN_TIMEOUT_SECONDS": "30"},
+        )
     )
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     leases = f"{prefix['KEYWAY_REDIS_PREFIX']}:{{pool:fake}}:leases"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
@@ -83,11 +84,16 @@ def test_a_429_moves_traffic_away_until_retry_after(
 
 
 def test_two_gateway_processes_share_the_limits_exactly(
-    logs: Path, fake: FakeControl, fake_proc: Proc, redis_url: str, prefix: dict[str, str]
+    procs: contextlib.ExitStack,
+    logs: Path,
+    fake: FakeControl,
+    fake_proc: Proc,
+    redis_url: str,
+    prefix: dict[str, str],
 ) -> None:
     config = make_config(fake_proc.url, keys=2, key_rpm=10, client_rpm=15)
-    a = start_gateway(logs, config, redis_url=redis_url, env=prefix)
-    b = start_gateway(logs, config, redis_url=redis_url, env=prefix)
+    a = procs.enter_context(start_gateway(logs, config, redis_url=redis_url, env=prefix))
+    b = procs.enter_context(start_gateway(logs, config, redis_url=redis_url, env=prefix))
     try:
         responses = asyncio.run(_blast([a.url, b.url], 40))
     finally:

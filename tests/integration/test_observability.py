@@ -90,6 +90,7 @@ def receivers() -> Iterator[tuple[tuple[str, Receiver], tuple[str, Receiver]]]:
 
 
 def test_one_trace_through_the_load_balancer_with_a_retry(
+    procs: ExitStack,
     logs: Path,
     redis_url: str,
     fake: FakeControl,
@@ -100,16 +101,16 @@ def test_one_trace_through_the_load_balancer_with_a_retry(
     config = make_config(fake.url)
     common = {**prefix, **NO_PROXY, "OTEL_BSP_SCHEDULE_DELAY": "100", "KEYWAY_LOG_FORMAT": "json"}
     # one replica exports over OTLP/HTTP, the other over OTLP/gRPC
-    a = start_gateway(
+    a = procs.enter_context(start_gateway(
         logs, config, redis_url=redis_url,
         env={**common, "OTEL_EXPORTER_OTLP_ENDPOINT": http_url, "OTEL_SERVICE_NAME": "kw-a"},
-    )  # fmt: skip
-    b = start_gateway(
+    ))  # fmt: skip
+    b = procs.enter_context(start_gateway(
         logs, config, redis_url=redis_url,
         env={**common, "OTEL_EXPORTER_OTLP_ENDPOINT": grpc_url, "OTEL_SERVICE_NAME": "kw-b",
              "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
-    )  # fmt: skip
-    lb = start_haproxy(logs, [a.port, b.port])
+    ))  # fmt: skip
+    lb = procs.enter_context(start_haproxy(logs, [a.port, b.port]))
     try:
         fake.fault("*", "500", count=1)  # whichever key is chosen first fails once
         r = chat(lb.url, headers={"traceparent": TRACEPARENT, "baggage": "user=alice"})
@@ -403,10 +404,12 @@ def test_one_json_access_line_per_request_and_no_secret(
 # -- 4. degraded mode shows on /metrics while Redis is away ---------------------------------------
 
 
-def test_degraded_mode_gauge_follows_redis(logs: Path, fake: FakeControl) -> None:
-    store = start_redis(logs)
-    gw = start_gateway(
-        logs, make_config(fake.url), redis_url=f"redis://127.0.0.1:{store.port}/0", workers=2
+def test_degraded_mode_gauge_follows_redis(procs: ExitStack, logs: Path, fake: FakeControl) -> None:
+    store = procs.enter_context(start_redis(logs))
+    gw = procs.enter_context(
+        start_gateway(
+            logs, make_config(fake.url), redis_url=f"redis://127.0.0.1:{store.port}/0", workers=2
+        )
     )
 
     def degraded() -> float:
@@ -420,7 +423,7 @@ def test_degraded_mode_gauge_follows_redis(logs: Path, fake: FakeControl) -> Non
         assert answer.headers["x-keyway-degraded"] == "redis-unavailable"
         poll(lambda: degraded() == 1)
         assert degraded() == 1
-        store = start_redis(logs, port=store.port)
+        store = procs.enter_context(start_redis(logs, port=store.port))
         poll(lambda: degraded() == 0)  # the heartbeat notices Redis is back
         assert degraded() == 0
     finally:

@@ -12,7 +12,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.state.resp import PipelinedRedis
-from tests.harness import free_port, start_redis
+from tests.harness import free_port, redis_cli_binary, start_redis
 
 
 async def test_concurrent_calls_resolve_in_order(redis_url: str) -> None:
@@ -31,11 +31,12 @@ async def test_concurrent_calls_resolve_in_order(redis_url: str) -> None:
 
 
 async def test_password_and_database_from_the_url(logs: Path) -> None:
+    cli = redis_cli_binary()
     server = start_redis(logs)
     try:
         await asyncio.to_thread(
             subprocess.run,
-            ["redis-cli", "-p", str(server.port), "config", "set", "requirepass", "s3cret"],
+            [cli, "-p", str(server.port), "config", "set", "requirepass", "s3cret"],
             check=True,
             capture_output=True,
         )
@@ -43,7 +44,7 @@ async def test_password_and_database_from_the_url(logs: Path) -> None:
         await good.execute("SET", "where", "db3")
         check = await asyncio.to_thread(
             subprocess.run,
-            ["redis-cli", "-p", str(server.port), "-a", "s3cret", "-n", "3", "get", "where"],
+            [cli, "-p", str(server.port), "-a", "s3cret", "-n", "3", "get", "where"],
             capture_output=True,
             text=True,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from dataclasses import dataclass
@@ -29,11 +30,11 @@ async def _traffic(url: str, stop: asyncio.Event, codes: list[int]) -> None:
 
 
 def test_redis_restart_under_traffic_loses_no_request(
-    logs: Path, fake: FakeControl, fake_proc: Proc
+    procs: contextlib.ExitStack, logs: Path, fake: FakeControl, fake_proc: Proc
 ) -> None:
-    store = start_redis(logs)
+    store = procs.enter_context(start_redis(logs))
     url = f"redis://127.0.0.1:{store.port}/0"
-    gw = start_gateway(logs, make_config(fake_proc.url), redis_url=url)
+    gw = procs.enter_context(start_gateway(logs, make_config(fake_proc.url), redis_url=url))
     codes: list[int] = []
 
     async def scenario() -> None:
@@ -42,7 +43,7 @@ def test_redis_restart_under_traffic_loses_no_request(
         workers = [asyncio.create_task(_traffic(gw.url, stop, codes)) for _ in range(4)]
         await asyncio.sleep(0.5)
         store.stop()  # the script cache goes with it
-        store = await asyncio.to_thread(start_redis, logs, port=store.port)
+        store = procs.enter_context(await asyncio.to_thread(start_redis, logs, port=store.port))
         await asyncio.sleep(1.5)
         scripts = redis.Redis(port=store.port).script_exists(*_shas())
         stop.set()
@@ -65,15 +66,15 @@ def _shas() -> list[str]:
 
 
 def test_degraded_mode_takes_a_local_share_and_replays_charges_once(
-    logs: Path, fake: FakeControl, fake_proc: Proc
+    procs: contextlib.ExitStack, logs: Path, fake: FakeControl, fake_proc: Proc
 ) -> None:
     """Requests served during an outage reach Redis once it is back, exactly once: the client's
     spend and usage, and the pool's usage per key and per model (late records of both)."""
-    store = start_redis(logs)
+    store = procs.enter_context(start_redis(logs))
     url = f"redis://127.0.0.1:{store.port}/0"
     config = make_config(fake_proc.url, client_rpm=10)
-    a = start_gateway(logs, config, redis_url=url)
-    b = start_gateway(logs, config, redis_url=url)
+    a = procs.enter_context(start_gateway(logs, config, redis_url=url))
+    b = procs.enter_context(start_gateway(logs, config, redis_url=url))
     r = redis.Redis(port=store.port, decode_responses=True)
     try:
         deadline = time.monotonic() + 10
@@ -109,7 +110,7 @@ def test_degraded_mode_takes_a_local_share_and_replays_charges_once(
                 == 401
             )
 
-            store = start_redis(logs, port=store.port)  # empty: the outage lost everything
+            store = procs.enter_context(start_redis(logs, port=store.port))  # empty: all lost
             r = redis.Redis(port=store.port, decode_responses=True)
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
@@ -203,13 +204,13 @@ def _usage(url: str) -> _Usage:
 
 
 def test_failed_attempts_on_local_leases_reach_redis_usage_once(
-    logs: Path, fake: FakeControl, fake_proc: Proc
+    procs: contextlib.ExitStack, logs: Path, fake: FakeControl, fake_proc: Proc
 ) -> None:
     """An attempt that fails during an outage (a 500, then the next key answers) is a request
     and an error in the pool's usage once Redis is back; the client sees one request."""
-    store = start_redis(logs)
+    store = procs.enter_context(start_redis(logs))
     url = f"redis://127.0.0.1:{store.port}/0"
-    gw = start_gateway(logs, make_config(fake_proc.url), redis_url=url)
+    gw = procs.enter_context(start_gateway(logs, make_config(fake_proc.url), redis_url=url))
     try:
         with httpx.Client(headers=AUTH, timeout=10) as http:
             assert http.post(f"{gw.url}/v1/chat/completions", json=CHAT).status_code == 200
@@ -219,7 +220,7 @@ def test_failed_attempts_on_local_leases_reach_redis_usage_once(
             assert served.status_code == 200, served.text
             assert served.headers["x-keyway-degraded"] == "redis-unavailable"
             assert served.headers["x-keyway-attempts"] == "2"
-            store = start_redis(logs, port=store.port)  # empty: the outage lost everything
+            store = procs.enter_context(start_redis(logs, port=store.port))  # empty: all lost
             r = redis.Redis(port=store.port, decode_responses=True)
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline and (

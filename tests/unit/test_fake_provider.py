@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import math
-import os
 import re
-import socket
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,10 +17,12 @@ import msgspec
 import pytest
 
 from gateway.fake_provider import app as app_module
+from gateway.fake_provider import asgi as asgi_module
 from gateway.fake_provider.app import create_app
 from gateway.fake_provider.asgi import read_body
 from gateway.fake_provider.dialect import go_duration
 from gateway.fake_provider.settings import FakeSettings
+from tests.harness import start_fake_provider
 
 KEY = "sk-test-0123456789abcdef"
 MASKED = KEY[-8:]
@@ -56,7 +52,6 @@ MESSAGES = {
 }
 GO_DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+(\.\d+)?s|\d+ms)$")
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
-REPO = Path(__file__).resolve().parents[2]
 
 
 def openai_headers(key: str = KEY, **extra: str) -> dict[str, str]:
@@ -790,6 +785,102 @@ async def test_hang_fault_holds_requests_in_flight_until_the_client_leaves(
     assert current["requests_by_key"][MASKED] == 3
 
 
+async def test_400_fault_is_an_invalid_request_in_each_dialect(client: httpx.AsyncClient) -> None:
+    await arm(client, key=KEY, mode="400", count=2)
+    openai_refusal = await client.post("/v1/chat/completions", json=CHAT, headers=openai_headers())
+    assert openai_refusal.status_code == 400
+    assert openai_refusal.json()["error"]["type"] == "invalid_request_error"
+    assert openai_refusal.headers["x-ratelimit-limit-requests"].isdigit()
+    anthropic_refusal = await client.post(
+        "/v1/messages", json=MESSAGES, headers=anthropic_headers()
+    )
+    assert anthropic_refusal.status_code == 400
+    assert anthropic_refusal.json()["type"] == "error"
+    assert anthropic_refusal.json()["error"]["type"] == "invalid_request_error"
+    assert (
+        await client.post("/v1/chat/completions", json=CHAT, headers=openai_headers())
+    ).status_code == 200
+    by_header = await client.post(
+        "/v1/messages", json=MESSAGES, headers=anthropic_headers(**{"x-fake-fault": "400"})
+    )
+    assert by_header.status_code == 400
+    assert by_header.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_hostile_headers_fault_answers_normally_with_unusable_rate_limits(
+    client: httpx.AsyncClient,
+) -> None:
+    await arm(client, key=KEY, mode="hostile_headers", count=2)
+    answer = await client.post("/v1/chat/completions", json=CHAT, headers=openai_headers())
+    assert answer.status_code == 200
+    assert answer.json()["choices"][0]["message"]["content"].startswith("Hello from fake")
+    hostile = {
+        "x-ratelimit-remaining-requests": "inf",
+        "x-ratelimit-remaining-tokens": "-5",
+        "x-ratelimit-reset-requests": "1e309s",
+        "retry-after-ms": "nan",
+    }
+    for name, value in hostile.items():
+        assert answer.headers.get_list(name) == [value], name
+    assert answer.headers["x-ratelimit-limit-requests"].isdigit()
+    streamed = await client.post(
+        "/v1/messages", json={**MESSAGES, "stream": True}, headers=anthropic_headers()
+    )
+    assert streamed.status_code == 200
+    assert streamed.headers.get_list("anthropic-ratelimit-requests-remaining") == ["NaN"]
+    assert streamed.headers["anthropic-ratelimit-tokens-remaining"] == "-5"
+    assert sse_events(streamed.text)[-1][0] == "message_stop"
+    healed = await client.post("/v1/chat/completions", json=CHAT, headers=openai_headers())
+    assert healed.headers["x-ratelimit-remaining-requests"].isdigit()
+    assert "retry-after-ms" not in healed.headers
+
+
+async def test_long_stream_fault_paces_its_chunks_and_ends_with_usage(
+    monkeypatch: pytest.MonkeyPatch, client: httpx.AsyncClient
+) -> None:
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    paced = SimpleNamespace(sleep=record, ensure_future=asyncio.ensure_future)
+    monkeypatch.setattr(asgi_module, "asyncio", paced)
+    await arm(client, key=KEY, mode="long_stream", count=1, chunks=12, delay_ms=250)
+    request = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+    response = await client.post("/v1/chat/completions", json=request, headers=openai_headers())
+    chunks = sse_data(response.text)
+    assert chunks[-1] == "[DONE]"
+    _, *deltas, finish, usage_chunk, _ = chunks
+    assert len(deltas) == 12
+    text = "".join(c["choices"][0]["delta"]["content"] for c in deltas)
+    assert text == "Hello from fake provider (key ...cdef)" + " more" * 6
+    assert finish["choices"][0]["finish_reason"] == "stop"
+    assert usage_chunk["usage"]["completion_tokens"] == 12
+    assert waits == [0.25] * (len(chunks) - 1)
+    waits.clear()
+    usual = sse_data(
+        (await client.post("/v1/chat/completions", json=request, headers=openai_headers())).text
+    )
+    assert len(usual) == 1 + 5 + 1 + 1 + 1
+    assert waits == []
+
+
+async def test_long_stream_fault_by_header_in_each_dialect(client: httpx.AsyncClient) -> None:
+    fault = {"x-fake-fault": "long_stream", "x-fake-chunks": "7", "x-fake-delay-ms": "0"}
+    messages = await client.post(
+        "/v1/messages", json={**MESSAGES, "stream": True}, headers=anthropic_headers(**fault)
+    )
+    names = [name for name, _ in sse_events(messages.text)]
+    assert names.count("content_block_delta") == 7
+    assert names[-1] == "message_stop"
+    whole = await client.post("/v1/chat/completions", json=CHAT, headers=openai_headers(**fault))
+    assert whole.json()["usage"]["completion_tokens"] == 7
+    refused = await client.post(
+        "/_fake/faults", json={"key": KEY, "mode": "long_stream", "chunks": 0}
+    )
+    assert refused.status_code == 400
+
+
 async def test_rpm_limit_answers_429_once_the_window_is_full() -> None:
     async with make_client(FakeSettings(rpm_limit=2)) as client:
         remaining = []
@@ -905,48 +996,13 @@ async def test_many_stream_chunks_pad_the_reply() -> None:
 # -- the real server --------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
-def granian_server() -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway.fake_provider",
-            "--port",
-            str(port),
-            "--stream-chunks",
-            "4",
-        ],
-        cwd=REPO,
-        env=env,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, "the fake provider exited during start-up"
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{base_url}/_fake/health", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "the fake provider did not answer in 30 s"
-            time.sleep(0.05)
-        yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def granian_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The fake provider under Granian, a real process group of its own, stopped (whole group)
+    when the module is done, whatever happened."""
+    logs = tmp_path_factory.mktemp("granian-fake")
+    with start_fake_provider(logs, args=["--stream-chunks", "4"]) as proc:
+        yield proc.url
 
 
 def test_official_sdks_against_the_granian_server(granian_server: str) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from gateway.api.responses_stream import ResponsesStreamTap
 from gateway.api.responses_wire import parse_responses_usage
+from gateway.errors import UpstreamError
 
 USAGE = {"input_tokens": 11, "output_tokens": 7, "total_tokens": 18,
          "input_tokens_details": {"cached_tokens": 4},
@@ -110,4 +111,59 @@ def test_json_usage() -> None:
     body = msgspec.json.encode({"id": "resp_1", "object": "response", "usage": USAGE})
     assert parse_responses_usage(body) == (11, 7)
     assert parse_responses_usage(b'{"id": "resp_1", "usage": null}') == (-1, -1)
-    assert parse_responses_usage(b"not json") == (-1, -1)
+    with pytest.raises(UpstreamError):
+        parse_responses_usage(b"not json")
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"input_tokens": -11, "output_tokens": 7},
+        {"input_tokens": 11, "output_tokens": 7.0},
+        {"input_tokens": True, "output_tokens": 7},
+        {"input_tokens": "11", "output_tokens": 7},
+        {"input_tokens": 2**53 + 1, "output_tokens": 7},
+        {"output_tokens": 7},
+    ],
+)
+def test_implausible_usage_counts_are_unknown(usage: dict[str, Any]) -> None:
+    events = stream()
+    final = {"id": "resp_1", "status": "completed", "usage": usage}
+    events[-1] = event("response.completed", 3, response=final)
+    tap, _out = run(events)
+    assert tap.completed and tap.usage == (-1, -1)
+    body = msgspec.json.encode({"id": "resp_1", "object": "response", "usage": usage})
+    assert parse_responses_usage(body) == (-1, -1)
+
+
+def test_json_usage_nested_too_deeply_is_unknown() -> None:
+    assert parse_responses_usage(b'{"output":' + b"[" * 100_000) == (-1, -1)
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_an_over_long_terminal_event_is_relayed_unread_and_still_ends_the_stream(
+    named: bool,
+) -> None:
+    events = stream(named=named)
+    events[-1] = event("response.completed", 3, named=named,
+                       response={"output_text": "x" * 5000, "usage": USAGE})  # fmt: skip
+    whole = b"".join(events)
+    tap = ResponsesStreamTap(max_event_bytes=1024)
+    out = b"".join(tap.feed(whole[i : i + 100]) for i in range(0, len(whole), 100))
+    assert out + tap.finish() == whole
+    assert tap.completed, "the event's name says it ended the stream"
+    assert tap.usage == (-1, -1), "its usage went by unread"
+
+
+def test_an_endless_event_is_relayed_in_bounded_memory_and_the_stream_is_cut() -> None:
+    tap = ResponsesStreamTap(max_event_bytes=4096)
+    head = b"".join(stream()[:3])
+    line = b'event: response.output_text.delta\ndata: {"delta":"' + b"y" * 1_000_000
+    relayed = len(tap.feed(head))
+    for i in range(0, len(line), 1000):
+        relayed += len(tap.feed(line[i : i + 1000]))
+        assert len(head) + i + 1000 - relayed <= 4096 + 1000
+    out = tap.finish()
+    assert relayed == len(head) + len(line)
+    assert not tap.completed and out.startswith(b"event: error\n")
+    assert tap.usage == (-1, -1)

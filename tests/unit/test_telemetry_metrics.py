@@ -100,6 +100,8 @@ def test_routing_counters(m: Metrics, registry: CollectorRegistry) -> None:
     m.rate_limited("client_rpm")
     m.rate_limited("client_rpm")
     m.rate_limited(admission_scope("budget_month"))
+    m.upstream_value_ignored("retry-after")
+    m.upstream_value_ignored("retry-after")
     text = scrape(registry)
     attempts = "keyway_upstream_attempts_total"
     assert value(text, attempts, provider="openai", key_id="oa-1", outcome="rate_limited") == 1
@@ -108,6 +110,8 @@ def test_routing_counters(m: Metrics, registry: CollectorRegistry) -> None:
     assert value(text, "keyway_fallbacks_total", reason="rate_limited") == 1
     assert value(text, "keyway_rate_limited_total", scope="client_rpm") == 2
     assert value(text, "keyway_rate_limited_total", scope="budget") == 1
+    ignored = "keyway_upstream_values_ignored_total"
+    assert value(text, ignored, header="retry-after") == 2
 
 
 @pytest.mark.parametrize(
@@ -177,6 +181,7 @@ def test_every_documented_family_is_exposed(m: Metrics, registry: CollectorRegis
     m.request_done(CHAT, 200, 0.1)
     m.first_token(CHAT, 0.05)
     m.upstream_attempt("openai", "oa-1", "ok")
+    m.upstream_value_ignored("retry-after")
     m.fallback("server_error")
     m.rate_limited("upstream_capacity")
     m.key_state("openai", "oa-1", "cooling", False)

@@ -259,3 +259,20 @@ def test_requests_anthropic_cannot_serve_are_400(body: dict[str, Any], param: st
         translate(**body)
     assert caught.value.status == 400
     assert caught.value.param == param
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    ["[" * 100_000, '{"a":' * 100_000, '{"a":' + "[" * 5000 + "]" * 5000 + "}"],
+    ids=["array", "object", "closed"],
+)
+def test_tool_call_arguments_nested_too_deeply_are_a_bad_request(arguments: str) -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+    ]
+    with pytest.raises(BadRequest) as caught:
+        translate(messages=messages)
+    assert caught.value.param == "messages[1].tool_calls[0].function.arguments"

@@ -165,3 +165,17 @@ def test_requests_openai_cannot_serve_are_400(body: dict[str, Any], param: str) 
     with pytest.raises(BadRequest) as caught:
         translate(**body)
     assert caught.value.param == param
+
+
+def test_a_tool_use_input_nested_too_deeply_is_a_bad_request() -> None:
+    nested: Any = {}
+    for _ in range(10_000):
+        nested = {"a": nested}
+    block = {"type": "tool_use", "id": "t1", "name": "f", "input": nested}
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": [block]},
+    ]
+    with pytest.raises(BadRequest) as caught:
+        translate(messages=messages)
+    assert caught.value.param == "messages[1].content[0].input"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from anthropic._streaming import SSEDecoder as AnthropicSDKDecoder
 
@@ -127,3 +129,31 @@ def test_encoded_frames_parse_back() -> None:
         SSEEvent("message_stop", '{"type":"message_stop"}'),
         SSEEvent("message", '{"x":"a\\nb"}'),
     ]
+
+
+def test_an_endless_line_costs_linear_time_and_stops_the_parser_at_the_limit() -> None:
+    parser = SSEParser(max_event_bytes=1 << 20)
+    assert parser.feed(b'data: {"a":1}\n\n') == [SSEEvent("message", '{"a":1}')]
+    line = b"data: " + b"x" * (5 << 20)
+    started = time.perf_counter()
+    for i in range(0, len(line), 1024):
+        assert parser.feed(line[i : i + 1024]) == []
+    assert time.perf_counter() - started < 5
+    assert parser.overflowed
+    assert len(parser._pending) == 0, "nothing is held past the limit"
+    assert parser.feed(b"\n\ndata: later\n\n") == []
+
+
+def test_endless_data_lines_without_a_blank_line_stop_the_parser() -> None:
+    parser = SSEParser(max_event_bytes=10_000)
+    for _ in range(1000):
+        assert parser.feed(b"data: 0123456789abcdef\n") == []
+    assert parser.overflowed
+
+
+def test_a_long_event_within_the_limit_is_parsed_under_one_byte_chunks() -> None:
+    stream = b"data: " + b"y" * 50_000 + b"\r\n\r\n"
+    parser = SSEParser(max_event_bytes=60_000)
+    events = [e for i in range(len(stream)) for e in parser.feed(stream[i : i + 1])]
+    assert events == [SSEEvent("message", "y" * 50_000)]
+    assert not parser.overflowed

@@ -195,3 +195,23 @@ def test_azure_prompt_filter_chunk_does_not_start_the_message() -> None:
 def test_done_without_any_chunk_still_gives_a_complete_empty_message() -> None:
     message = anthropic_message_from_stream(run(translator, [b"data: [DONE]\n\n"]))
     assert (message["content"], message["stop_reason"]) == ([], "end_turn")
+
+
+def test_an_event_too_long_to_hold_ends_the_stream_with_an_error() -> None:
+    stream = OpenAIToAnthropicStream("claude", max_event_bytes=4096)
+    line = b'data: {"choices":[{"index":0,"delta":{"content":"' + b"x" * 100_000
+    output = b"".join(stream.feed(line[i : i + 1000]) for i in range(0, len(line), 1000))
+    assert events(output) == [
+        (
+            "error",
+            {
+                "type": "error",
+                "error": {
+                    "type": "api_error",
+                    "message": "the upstream sent an event too large to translate",
+                },
+            },
+        )
+    ]
+    assert not stream.completed
+    assert stream.finish() == b""

@@ -200,3 +200,21 @@ def test_usage_is_unknown_before_message_start() -> None:
     assert stream.usage is None
     assert not stream.completed
     assert b"upstream_error" in stream.finish()
+
+
+def test_an_event_too_long_to_hold_ends_the_stream_with_an_error() -> None:
+    stream = AnthropicToOpenAIStream("gpt-4o-mini", True, max_event_bytes=4096)
+    line = b'data: {"type":"content_block_delta","delta":{"text":"' + b"x" * 100_000
+    output = b"".join(stream.feed(line[i : i + 1000]) for i in range(0, len(line), 1000))
+    assert chunks(output) == [
+        {
+            "error": {
+                "message": "the upstream sent an event too large to translate",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+        }
+    ]
+    assert not stream.completed
+    assert stream.finish() == b""

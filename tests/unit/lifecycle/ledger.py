@@ -1,0 +1,194 @@
+"""Conservation checks on the shared state, read from the embedded store's raw Redis keys.
+
+The layout is gateway/state/layout.py's and the headers of lua/acquire.lua, settle.lua,
+client_admit.lua and client_settle.lua (`P = <prefix>:{pool:<provider>}`,
+`C = <prefix>:{client:<id>}`):
+
+    P:k:<key>   hash   `infl`: requests in flight on the key
+    P:leases    zset   open leases -> expiry;  P:lease  hash  lease id -> `key|probe|estimate|...`
+    P:w:<key>   zset   the key's RPM window (lease ids)
+    P:wt:<key>  hash   its TPM window: lease id -> tokens, and their running total `_sum`
+    P:u:h:<h>   hash   usage per hour, `<key>|<model>:<req|in|out|cost|err>`
+    C:adm       hash   open admissions (held estimate and cost), `_cost`
+    C:admz      zset   their expiries
+    C:w, C:wt          the client's RPM / TPM windows (request ids)
+    C:spend:d:<day>, C:spend:m:<yyyymm>   micro-dollars spent
+    C:u:h:<h>   hash   usage per hour, `a:<alias>:<req|in|out|cost|err>`
+
+Reading hour buckets only is exact: every write lands in one hour bucket (day buckets are a
+roll-up of them). `assert_settled(gw)` is the invariant every request must leave behind.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.runtime import Gateway
+from gateway.state.layout import client_prefix, pool_prefix
+
+__all__ = [
+    "ClientLedger",
+    "KeyLedger",
+    "PoolLedger",
+    "assert_settled",
+    "client_ledger",
+    "pool_ledger",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLedger:
+    key_id: str
+    in_flight: int
+    window: tuple[str, ...]
+    """Lease ids in the key's RPM window."""
+    window_tokens: dict[str, int]
+    """Lease id -> tokens in the key's TPM window."""
+    token_sum: int
+    """The window's running `_sum`."""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolLedger:
+    provider: str
+    leases: tuple[str, ...]
+    lease_records: dict[str, str]
+    keys: tuple[KeyLedger, ...]
+    usage: Counter[str]
+    """Metric (req, in, out, cost, err) -> total over the pool's keys and models."""
+
+    @property
+    def requests(self) -> int:
+        """Entries in the RPM windows of all the pool's keys."""
+        return sum(len(k.window) for k in self.keys)
+
+    @property
+    def tokens(self) -> int:
+        """Tokens in the TPM windows of all the pool's keys."""
+        return sum(sum(k.window_tokens.values()) for k in self.keys)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLedger:
+    client_id: str
+    holds: dict[str, str]
+    """Open admissions: request id -> `estimate|cost|spend keys`."""
+    held_cost: int
+    hold_expiries: tuple[str, ...]
+    window: tuple[str, ...]
+    window_tokens: dict[str, int]
+    token_sum: int
+    spend_day: int
+    spend_month: int
+    usage: Counter[str]
+    """Metric (req, in, out, cost, err) -> total over the client's aliases."""
+
+    @property
+    def tokens(self) -> int:
+        return sum(self.window_tokens.values())
+
+
+def _redis(gw: Gateway) -> Any:
+    handle = gw.state.handle
+    if not handle.embedded:
+        raise AssertionError("the ledger reads the embedded store only")
+    return handle.client
+
+
+def _ints(fields: dict[str, str]) -> tuple[dict[str, int], int]:
+    """(request id -> tokens, `_sum`) of a window's token hash."""
+    entries = {k: int(v) for k, v in fields.items() if k != "_sum"}
+    return entries, int(fields.get("_sum", 0))
+
+
+async def _usage(redis: Any, prefix: str) -> Counter[str]:
+    totals: Counter[str] = Counter()
+    for bucket in await redis.keys(f"{prefix}:u:h:*"):
+        for name, value in (await redis.hgetall(bucket)).items():
+            totals[name.rsplit(":", 1)[1]] += int(value)
+    return totals
+
+
+async def _sum_of(redis: Any, pattern: str) -> int:
+    total = 0
+    for key in await redis.keys(pattern):
+        total += int(await redis.get(key) or 0)
+    return total
+
+
+async def pool_ledger(gw: Gateway, provider: str) -> PoolLedger:
+    redis = _redis(gw)
+    p = pool_prefix(gw.state.prefix, provider)
+    keys = []
+    for key in gw.table.pools[provider].keys:
+        tokens, total = _ints(await redis.hgetall(f"{p}:wt:{key.id}"))
+        keys.append(
+            KeyLedger(
+                key_id=key.id,
+                in_flight=int(await redis.hget(f"{p}:k:{key.id}", "infl") or 0),
+                window=tuple(await redis.zrange(f"{p}:w:{key.id}", 0, -1)),
+                window_tokens=tokens,
+                token_sum=total,
+            )
+        )
+    return PoolLedger(
+        provider=provider,
+        leases=tuple(await redis.zrange(f"{p}:leases", 0, -1)),
+        lease_records=dict(await redis.hgetall(f"{p}:lease")),
+        keys=tuple(keys),
+        usage=await _usage(redis, p),
+    )
+
+
+async def client_ledger(gw: Gateway, client_id: str) -> ClientLedger:
+    redis = _redis(gw)
+    c = client_prefix(gw.state.prefix, client_id)
+    adm = dict(await redis.hgetall(f"{c}:adm"))
+    tokens, total = _ints(await redis.hgetall(f"{c}:wt"))
+    return ClientLedger(
+        client_id=client_id,
+        holds={k: v for k, v in adm.items() if k != "_cost"},
+        held_cost=int(adm.get("_cost", 0)),
+        hold_expiries=tuple(await redis.zrange(f"{c}:admz", 0, -1)),
+        window=tuple(await redis.zrange(f"{c}:w", 0, -1)),
+        window_tokens=tokens,
+        token_sum=total,
+        spend_day=await _sum_of(redis, f"{c}:spend:d:*"),
+        spend_month=await _sum_of(redis, f"{c}:spend:m:*"),
+        usage=await _usage(redis, c),
+    )
+
+
+async def assert_settled(gw: Gateway) -> None:
+    """Nothing is held any more: no request in flight, no lease, no admission hold.
+
+    Also that every window's running `_sum` equals its entries (a settle that replaced an
+    estimate twice, or forgot one, shows there).
+    """
+    problems: list[str] = []
+    for provider in gw.table.pools:
+        pool = await pool_ledger(gw, provider)
+        if pool.leases or pool.lease_records:
+            problems.append(f"{provider}: leases still open: {sorted(pool.lease_records)}")
+        for key in pool.keys:
+            if key.in_flight != 0:
+                problems.append(f"{provider}/{key.key_id}: in flight {key.in_flight}")
+            if key.token_sum != sum(key.window_tokens.values()):
+                problems.append(
+                    f"{provider}/{key.key_id}: TPM _sum {key.token_sum} != "
+                    f"entries {key.window_tokens}"
+                )
+    for client in gw.cfg.clients:
+        ledger = await client_ledger(gw, client.id)
+        if ledger.holds or ledger.hold_expiries or ledger.held_cost:
+            problems.append(
+                f"client {client.id}: admission holds remain: {ledger.holds} "
+                f"(held cost {ledger.held_cost})"
+            )
+        if ledger.token_sum != ledger.tokens:
+            problems.append(
+                f"client {client.id}: TPM _sum {ledger.token_sum} != {ledger.window_tokens}"
+            )
+    assert not problems, "not settled:\n  " + "\n  ".join(problems)
