@@ -12,13 +12,11 @@ from litestar.types import Scope
 
 from gateway.admin.auth import AdminAuth
 from gateway.admin.router import admin_router
-from gateway.api.anthropic_routes import anthropic_handlers
 from gateway.api.cors import CORSGate
 from gateway.api.health import health_handlers
 from gateway.api.hot_paths import HotPathDispatcher
 from gateway.api.metrics_route import metrics_handler
-from gateway.api.openai_routes import openai_handlers
-from gateway.api.responses_routes import responses_handlers
+from gateway.api.routes import api_handlers
 from gateway.apidocs.routes import docs_openapi_config
 from gateway.config import Config
 from gateway.config_load import load_config
@@ -33,7 +31,7 @@ log = logging.getLogger("keyway")
 def create_app(cfg: Config, gateway: Gateway | None = None) -> Litestar:
     """Build the app for `cfg`; the Gateway connects on start-up and drains on shutdown."""
     gw = gateway or Gateway(cfg)
-    hot = [*openai_handlers(gw), *responses_handlers(gw), *anthropic_handlers(gw)]
+    hot = api_handlers(gw)
     app = Litestar(
         route_handlers=[
             *health_handlers(gw),

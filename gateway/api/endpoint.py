@@ -1,9 +1,14 @@
-"""What every routed POST endpoint does, whatever its dialect: the request's life around routing.
+"""Every routed POST endpoint, whatever its dialect: the request's life around routing.
 
-span + access record -> POST only -> authenticate -> read the capped body -> build the job
-(the dialect's part) -> `async with` the request's owner: router.open -> respond (the
-dialect's part) -> the owner's exit settles everything; or the error in the dialect's shape.
-Headers say which key served it, how many attempts, and degraded mode.
+    span + access record -> POST only -> authenticate -> read the capped body
+    -> parse (client_request.PARSERS) -> job
+    -> async with the request's owner:
+           router.open -> the deployment's codec (codecs.CODECS) -> relay JSON or stream
+       the owner's exit settles everything
+    or the error in the endpoint's dialect.
+
+Headers say which key served it, how many attempts, and degraded mode. Nothing here depends on
+a dialect but the error shape and the request-id header names (`RoutedEndpoint.anthropic`).
 """
 
 from __future__ import annotations
@@ -11,14 +16,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
 
 from gateway.api.asgi_io import ClientGone, Receive, Scope, Send, read_body, send_bytes, send_error
+from gateway.api.client_request import PARSERS, ClientRequest
+from gateway.api.codecs import CODECS, codec_for, dialect_of
+from gateway.api.relay import relay_json, relay_stream
 from gateway.api.request_context import RequestHeaders, authenticate, new_request_id
 from gateway.api.request_report import CLIENT_GONE, method_label, note_job, report_request
 from gateway.clients import Client
-from gateway.errors import Forbidden, GatewayError, InternalError, MethodNotAllowed, NotFound
+from gateway.errors import (
+    Forbidden,
+    GatewayError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    anthropic_error_body,
+    openai_error_body,
+)
 from gateway.providers.adapters import Endpoint
 from gateway.routing.router import Job, RequestOwner, UpstreamRejection
 from gateway.routing.table import Deployment
@@ -32,48 +46,24 @@ log = logging.getLogger("keyway.api")
 
 Headers = list[tuple[bytes, bytes]]
 _DEGRADED = (b"x-keyway-degraded", b"redis-unavailable")
+_ANTHROPIC_API = (Endpoint.MESSAGES, Endpoint.COUNT_TOKENS)
 
 
 class RoutedEndpoint:
-    """A POST endpoint bound to the gateway; subclasses speak one dialect."""
+    """One POST endpoint of either dialect, bound to the gateway."""
 
-    anthropic = False
-    """Errors in Anthropic's shape (else OpenAI's)."""
-
-    def __init__(self, gw: Gateway, endpoint: Endpoint, head_type: type[Any], route: str) -> None:
+    def __init__(self, gw: Gateway, endpoint: Endpoint, route: str) -> None:
         self.gw = gw
         self.endpoint = endpoint
-        self.head_type = head_type
         self.route = route
-
-    # -- the dialect's part ------------------------------------------------------------------
-
-    def _job(
-        self, request_id: str, client: Client, headers: RequestHeaders, body: bytes
-    ) -> tuple[Job, Any]:
-        raise NotImplementedError
-
-    async def _respond(
-        self,
-        owner: RequestOwner,
-        head: Any,
-        send: Send,
-        receive: Receive,
-        headers: Headers,
-        record: AccessRecord,
-        started: float,
-    ) -> None:
-        raise NotImplementedError
-
-    def _rejection_body(self, rejection: UpstreamRejection) -> bytes:
-        """An upstream 4xx body, translated when the upstream spoke the other dialect."""
-        raise NotImplementedError
-
-    @property
-    def max_stream_s(self) -> float:
-        return self.gw.cfg.routing.max_stream_s
+        self.parse = PARSERS[endpoint]
+        self.anthropic = endpoint in _ANTHROPIC_API
+        """Errors in Anthropic's shape (else OpenAI's), and Anthropic's `request-id` header."""
+        self._error_body = anthropic_error_body if self.anthropic else openai_error_body
 
     def _base_headers(self, request_id: bytes) -> Headers:
+        if self.anthropic:
+            return [(b"request-id", request_id), (b"x-request-id", request_id)]
         return [(b"x-request-id", request_id)]
 
     def _chain(self, alias: str, client: Client) -> tuple[Deployment, ...]:
@@ -91,30 +81,57 @@ class RoutedEndpoint:
             )
         return chain
 
-    def _new_job(
-        self,
-        request_id: str,
-        client: Client,
-        headers: RequestHeaders,
-        alias: str,
-        prepare: Callable[[Deployment], tuple[Endpoint, bytes]],
-        body: bytes,
-        max_tokens: int,
-    ) -> Job:
+    def _job(
+        self, request_id: str, client: Client, headers: RequestHeaders, body: bytes
+    ) -> tuple[Job, ClientRequest]:
         """The estimate admission holds until settle: ~4 bytes a prompt token, plus the answer cap."""
-        return Job(
+        request = self.parse(self.endpoint, body, self.gw.cfg.routing.default_max_tokens)
+
+        def prepare(deployment: Deployment) -> tuple[Endpoint, bytes]:
+            return codec_for(request, deployment).request(request, deployment)
+
+        job = Job(
             request_id=request_id,
             client=client,
-            alias=alias,
+            alias=request.alias,
             endpoint=self.endpoint,
-            chain=self._chain(alias, client),
+            chain=self._chain(request.alias, client),
             prepare=prepare,
-            est_tokens=len(body) // 4 + max(max_tokens, 0),
+            est_tokens=len(body) // 4 + max(request.max_tokens, 0),
             prompt_tokens=len(body) // 4,
             client_headers=headers.forwarded,
         )
+        return job, request
 
-    # -- the common part ---------------------------------------------------------------------
+    async def _respond(
+        self,
+        owner: RequestOwner,
+        request: ClientRequest,
+        send: Send,
+        receive: Receive,
+        headers: Headers,
+        record: AccessRecord,
+        started: float,
+    ) -> None:
+        deployment = owner.opened_call.deployment
+        codec = codec_for(request, deployment)
+        if request.stream:
+            shaper = codec.stream(request, deployment)
+            max_s = self.gw.cfg.routing.max_stream_s
+            await relay_stream(owner, send, receive, headers, shaper, record, started, max_s)
+            return
+
+        def shape(payload: bytes) -> tuple[bytes, tuple[int, int]]:
+            return codec.answer(request, deployment, payload)
+
+        await relay_json(owner, send, headers, shape, self._error_body, record)
+
+    def _rejection_body(self, rejection: UpstreamRejection) -> bytes:
+        """An upstream 4xx body, translated when the upstream spoke the other dialect."""
+        codec = CODECS[self.endpoint, dialect_of(rejection.deployment)]
+        return codec.error(rejection.status, rejection.body)
+
+    # -- the request's life ------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -145,7 +162,7 @@ class RoutedEndpoint:
                 body = await read_body(
                     receive, self.gw.cfg.server.max_body_bytes, headers.content_length
                 )
-                job, head = self._job(record.request_id, client, headers, body)
+                job, request = self._job(record.request_id, client, headers, body)
                 record.model = job.alias
                 async with self.gw.router.owner(job) as owner:
                     call = await self.gw.router.open(owner)
@@ -153,7 +170,9 @@ class RoutedEndpoint:
                     base_headers.append((b"x-keyway-attempts", str(job.attempts).encode()))
                     if job.degraded or call.lease.local:
                         base_headers.append(_DEGRADED)
-                    await self._respond(owner, head, send, receive, base_headers, record, started)
+                    await self._respond(
+                        owner, request, send, receive, base_headers, record, started
+                    )
             except ClientGone:
                 record.status, record.error = CLIENT_GONE, "client_gone"
                 return

@@ -32,6 +32,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from gateway.providers.adapters import Endpoint
 from gateway.providers.transport import (
     TransportError,
     UpstreamTimeoutError,
@@ -65,6 +66,14 @@ __all__ = ["Job", "OpenCall", "RequestOwner", "Router", "UpstreamRejection"]
 log = logging.getLogger("keyway.router")
 
 _BUSY_REASONS = ("cooldown", "rpm", "tpm", "concurrency", "upstream_quota")
+_API_NAMES = {
+    Endpoint.CHAT: "chat completions",
+    Endpoint.COMPLETIONS: "legacy completions",
+    Endpoint.EMBEDDINGS: "embeddings",
+    Endpoint.RESPONSES: "the Responses API",
+    Endpoint.MESSAGES: "the Messages API",
+    Endpoint.COUNT_TOKENS: "count_tokens",
+}
 
 
 class Router:
@@ -127,8 +136,8 @@ class Router:
         job = owner.job
         if not any(d.pool.adapter.supports(job.endpoint) for d in job.chain):
             raise BadRequest(
-                f"the model '{job.alias}' does not serve {job.endpoint.value}: "
-                "none of its deployments supports it",
+                f"the model '{job.alias}' cannot serve {_API_NAMES[job.endpoint]}: none of its "
+                "deployments' providers speaks it; use /v1/chat/completions or /v1/messages",
                 param="model",
                 code="unsupported_endpoint",
             )

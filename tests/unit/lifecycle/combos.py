@@ -36,13 +36,13 @@ _PATHS = {
 }
 
 _PREPARE = {
-    ("chat", "openai"): ("gateway.api.openai_routes", ("with_model",)),
-    ("chat", "anthropic"): ("gateway.api.openai_routes", ("openai_chat_to_anthropic",)),
-    ("completions", "openai"): ("gateway.api.openai_routes", ("with_model",)),
-    ("embeddings", "openai"): ("gateway.api.openai_routes", ("with_model",)),
-    ("responses", "openai"): ("gateway.api.responses_routes", ("with_model",)),
-    ("messages", "anthropic"): ("gateway.api.anthropic_routes", ("decode_body", "_decoder")),
-    ("messages", "openai"): ("gateway.api.anthropic_routes", ("anthropic_to_openai_chat",)),
+    ("chat", "openai"): ("gateway.api.codecs", ("with_model",)),
+    ("chat", "anthropic"): ("gateway.api.codecs", ("openai_chat_to_anthropic",)),
+    ("completions", "openai"): ("gateway.api.codecs", ("with_model",)),
+    ("embeddings", "openai"): ("gateway.api.codecs", ("with_model",)),
+    ("responses", "openai"): ("gateway.api.codecs", ("with_model",)),
+    ("messages", "anthropic"): ("gateway.api.codecs", ("with_model",)),
+    ("messages", "openai"): ("gateway.api.codecs", ("anthropic_to_openai_chat",)),
 }
 """What turns the client's body into the upstream's for each pairing (every alias is renamed):
 a module and the names it may call that step by (each one it has is replaced)."""
@@ -94,17 +94,19 @@ class Combo:
         price_in, price_out = self.price
         return tokens_in * price_in + tokens_out * price_out
 
-    def body(self, max_tokens: int = 64) -> bytes:
-        say: list[dict[str, Any]] = [{"role": "user", "content": "Say hello to the world"}]
+    def body(self, max_tokens: int = 64, prompt: str = "Say hello to the world") -> bytes:
+        """The request; `prompt` reaches the upstream verbatim (translated or not), so a tag in
+        it tells a scripted upstream whose request it is answering."""
+        say: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
         doc: dict[str, Any] = {"model": self.alias}
         if self.endpoint in ("chat", "messages"):
             doc.update(messages=say, max_tokens=max_tokens)
         elif self.endpoint == "completions":
-            doc.update(prompt="Say hello to the world", max_tokens=max_tokens)
+            doc.update(prompt=prompt, max_tokens=max_tokens)
         elif self.endpoint == "embeddings":
-            doc.update(input="Say hello to the world")
+            doc.update(input=prompt)
         else:
-            doc.update(input="Say hello to the world", max_output_tokens=max_tokens)
+            doc.update(input=prompt, max_output_tokens=max_tokens)
         if self.stream:
             doc["stream"] = True
         return msgspec.json.encode(doc)

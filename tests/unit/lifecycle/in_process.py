@@ -1,27 +1,34 @@
 """A whole Gateway in this process: its config, the app as served, and a client on each side.
 
-`Lifecycle` holds a `Gateway` on the embedded store (no Redis URL) whose upstream is a
-`ScriptedTransport`, and the app exactly as `app_from_env` serves it (the hot-path dispatcher in
-front of Litestar). Tests speak HTTP to it through `post` (httpx over ASGI) or, when they must
-control the client side (a disconnect, a cancelled request task), through `start`, which drives
-the ASGI app directly. `settle()` waits until every background settlement has been applied.
+`running(cfg)` yields a `Lifecycle`: a `Gateway` whose upstream is a `ScriptedTransport`, on
+the embedded store (`lifecycle_config()`, no Redis URL) or on a real Redis
+(`lifecycle_config({"REDIS_URL": ..., "KEYWAY_REDIS_PREFIX": ...})`), and the app exactly as
+`app_from_env` serves it (the hot-path dispatcher in front of Litestar). Tests speak HTTP to it
+through `post` (httpx over ASGI) or, when they must control the client side (a disconnect, a
+cancelled request task), through `start`, which drives the ASGI app directly; `drive` does
+either, as a stage says. `settle()` waits until every background settlement has been applied.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import yaml
 
+from gateway.api.hot_paths import HotPathDispatcher
+from gateway.app import create_app
 from gateway.config import Config
-from gateway.config_load import parse_config
+from gateway.config_load import apply_env, parse_config
 from gateway.runtime import Gateway
-from tests.unit.lifecycle.scripted_transport import ScriptedTransport
+from tests.unit.lifecycle.scripted_transport import ScriptedTransport, SentRequest
+from tests.unit.lifecycle.upstream_replies import answer
 
-__all__ = ["CONFIG", "ENV", "KEYS", "AsgiCall", "Lifecycle", "lifecycle_config"]
+__all__ = ["CONFIG", "ENV", "KEYS", "AsgiCall", "Lifecycle", "lifecycle_config", "running"]
 
 CONFIG = """
 providers:
@@ -67,8 +74,9 @@ ENV = {"KEYWAY_CLIENT_KEY_SECRET": "lifecycle-tests", "KEYWAY_CONFIG_POLL_S": "6
 KEYS = {"alice": "sk-alice", "bob": "sk-bob", "broke": "sk-broke"}
 
 
-def lifecycle_config() -> Config:
-    return parse_config(yaml.safe_load(CONFIG))
+def lifecycle_config(env: Mapping[str, str] | None = None) -> Config:
+    """`CONFIG`, with the environment's knobs (REDIS_URL, KEYWAY_REDIS_PREFIX, ...) over it."""
+    return parse_config(apply_env(yaml.safe_load(CONFIG), env or {}))
 
 
 class AsgiCall:
@@ -141,6 +149,36 @@ class Lifecycle:
     def start(self, path: str, body: bytes, client: str = "alice") -> AsgiCall:
         return AsgiCall(self.app, path, body, KEYS[client])
 
+    async def drive(
+        self,
+        path: str,
+        body: bytes,
+        client: str = "alice",
+        how: str = "http",
+        *,
+        hangs: Callable[[SentRequest], bool] = lambda request: True,
+    ) -> tuple[int | None, bytes]:
+        """Send the request: over HTTP (`how="http"`), or through `start`, the client then leaving
+        (`disconnect`) or the request task cancelled (`cancel`) once the upstream exchange of a
+        request `hangs` picks hangs, or at once if the request ends before that. The status and
+        body the client got."""
+        if how == "http":
+            response = await self.post(path, body, client)
+            return response.status_code, response.content
+        call = self.start(path, body, client)
+        hanging = asyncio.ensure_future(self.upstream.wait_hanging(hangs))
+        await asyncio.wait({call.task, hanging}, return_when=asyncio.FIRST_COMPLETED)
+        hanging.cancel()
+        if how == "disconnect":
+            call.disconnect()
+        else:
+            call.task.cancel()
+        outcomes: list[object] = await asyncio.gather(call.task, return_exceptions=True)
+        outcome = outcomes[0]
+        if isinstance(outcome, Exception):
+            raise AssertionError(f"the app raised {outcome!r}") from outcome
+        return call.status, call.body
+
     async def settle(self) -> None:
         """Wait until every settlement submitted so far (and any replay) has been applied."""
         for _ in range(100):
@@ -150,3 +188,19 @@ class Lifecycle:
             if not self.gw.settler.queued:
                 return
         raise AssertionError(f"{self.gw.settler.queued} settlements still queued")
+
+
+@contextlib.asynccontextmanager
+async def running(cfg: Config) -> AsyncIterator[Lifecycle]:
+    """A started Gateway on `cfg`, its upstream answering `answer` until a test scripts it."""
+    upstream = ScriptedTransport(answer)
+    gw = Gateway(cfg, ENV, transport=upstream)
+    app = create_app(cfg, gw)
+    served = HotPathDispatcher(app, app.state.hot_routes)  # as app_from_env serves it (no CORS)
+    await gw.start()
+    transport = httpx.ASGITransport(app=served)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://keyway") as http:
+            yield Lifecycle(gw, served, upstream, http)
+    finally:
+        await gw.stop()

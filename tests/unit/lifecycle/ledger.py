@@ -1,4 +1,8 @@
-"""Conservation checks on the shared state, read from the embedded store's raw Redis keys.
+"""Conservation checks on the shared state, read from its raw keys through the gateway's handle.
+
+The store is the embedded one or a real Redis (standalone or Cluster: keys are found by SCAN, on
+every node); only keys under the gateway's own prefix (`gw.state.prefix`) are read, so tests
+sharing one Redis under prefixes of their own never see each other's.
 
 The layout is gateway/state/layout.py's and the headers of lua/acquire.lua, settle.lua,
 client_admit.lua and client_settle.lua (`P = <prefix>:{pool:<provider>}`,
@@ -91,10 +95,12 @@ class ClientLedger:
 
 
 def _redis(gw: Gateway) -> Any:
-    handle = gw.state.handle
-    if not handle.embedded:
-        raise AssertionError("the ledger reads the embedded store only")
-    return handle.client
+    return gw.state.handle.client
+
+
+async def _matching(redis: Any, pattern: str) -> list[str]:
+    """Every key matching `pattern` (SCAN, not KEYS: a Cluster client scans each node)."""
+    return [key async for key in redis.scan_iter(match=pattern, count=1000)]
 
 
 def _ints(fields: dict[str, str]) -> tuple[dict[str, int], int]:
@@ -105,7 +111,7 @@ def _ints(fields: dict[str, str]) -> tuple[dict[str, int], int]:
 
 async def _usage(redis: Any, prefix: str) -> Counter[str]:
     totals: Counter[str] = Counter()
-    for bucket in await redis.keys(f"{prefix}:u:h:*"):
+    for bucket in await _matching(redis, f"{prefix}:u:h:*"):
         for name, value in (await redis.hgetall(bucket)).items():
             totals[name.rsplit(":", 1)[1]] += int(value)
     return totals
@@ -113,7 +119,7 @@ async def _usage(redis: Any, prefix: str) -> Counter[str]:
 
 async def _sum_of(redis: Any, pattern: str) -> int:
     total = 0
-    for key in await redis.keys(pattern):
+    for key in await _matching(redis, pattern):
         total += int(await redis.get(key) or 0)
     return total
 

@@ -10,14 +10,16 @@ body (or a list of stream chunks), plus at most one fault at a chosen place of t
     chunk_error     raised by `iter_bytes` after `error_after` chunks (0: at the first chunk)
     hang_after      `iter_bytes` stops after that many chunks and waits until cancelled
 
-`hanging` is set whenever an exchange starts to hang: every chunk before it was taken by the
-gateway, so a test may disconnect or cancel at a known point of the stream.
+An exchange that starts to hang has had every chunk before it taken by the gateway, so a test may
+disconnect or cancel at a known point of the stream: `hanging` is set then, and
+`wait_hanging(which)` returns once the exchange of a request `which` picks hangs (with several
+requests in flight, each waits for its own).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -89,13 +91,13 @@ Handler = Callable[[SentRequest], Reply]
 class ScriptedResponse:
     """An `UpstreamResponse` playing one `Reply`."""
 
-    def __init__(self, reply: Reply, hanging: asyncio.Event) -> None:
+    def __init__(self, reply: Reply, hang: Callable[[], Awaitable[None]]) -> None:
         self.reply = reply
         self.status = reply.status
         self.headers: Mapping[str, str] = fold_headers(reply.headers.items())
         self.closed = False
         self.consumed = False
-        self._hanging = hanging
+        self._hang = hang
 
     async def read(self) -> bytes:
         try:
@@ -116,7 +118,7 @@ class ScriptedResponse:
                 self.consumed = True
                 raise self.reply.chunk_error
             if self.reply.hang_after is not None and index == self.reply.hang_after:
-                await _hang(self._hanging)
+                await self._hang()
             if index == len(chunks):
                 break
             yield chunks[index]
@@ -124,11 +126,6 @@ class ScriptedResponse:
 
     async def aclose(self) -> None:
         self.closed = True
-
-
-async def _hang(hanging: asyncio.Event) -> None:
-    hanging.set()
-    await asyncio.Event().wait()  # only a cancellation ends it
 
 
 class ScriptedTransport:
@@ -139,6 +136,9 @@ class ScriptedTransport:
         self.requests: list[SentRequest] = []
         self.responses: list[ScriptedResponse] = []
         self.hanging = asyncio.Event()
+        self.hung: list[SentRequest] = []
+        """The requests whose exchange hangs, in the order they started to."""
+        self._hung_more = asyncio.Event()
         self.closed = False
 
     async def send(
@@ -157,10 +157,25 @@ class ScriptedTransport:
         if reply.connect_error is not None:
             raise reply.connect_error
         if reply.hang_at_connect:
-            await _hang(self.hanging)
-        response = ScriptedResponse(reply, self.hanging)
+            await self._hang(request)
+        response = ScriptedResponse(reply, lambda: self._hang(request))
         self.responses.append(response)
         return response
+
+    async def _hang(self, request: SentRequest) -> None:
+        self.hung.append(request)
+        self.hanging.set()
+        self._hung_more.set()
+        self._hung_more = asyncio.Event()
+        await asyncio.Event().wait()  # only a cancellation ends it
+
+    async def wait_hanging(self, which: Callable[[SentRequest], bool]) -> SentRequest:
+        """Wait until the exchange of a request `which` picks hangs; that request."""
+        while True:
+            hung = next((r for r in self.hung if which(r)), None)
+            if hung is not None:
+                return hung
+            await self._hung_more.wait()
 
     def unreleased(self) -> list[ScriptedResponse]:
         """Responses the gateway neither read to the end nor closed (a leaked connection)."""

@@ -28,27 +28,46 @@ are in test_fault_matrix.py's docstring):
                        upstream has not answered
     settle_lost        the settlement runs, but its reply is lost once (StateUnavailable): it
                        must be replayed and applied once
+
+A stage whose fault is the upstream's alone (or that has none) says what the upstream answers
+as `upstream_script`: such stages can share one gateway, each request answered by its own
+stage's script (tests/integration/test_conservation_properties.py mixes them).
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import pytest
 
 from gateway.providers.transport import ConnectError
 from gateway.state.layout import pool_prefix
 from gateway.state.scripts import ACQUIRE, CLIENT_ADMIT, CLIENT_SETTLE, SETTLE
 from gateway.state.store import ScriptCall, StateUnavailable
-from tests.unit.lifecycle.combos import Combo
+from tests.unit.lifecycle.combos import (
+    Combo,
+    assert_clean_stream,
+    assert_cut_stream,
+    assert_dialect_error,
+    assert_no_traceback,
+)
 from tests.unit.lifecycle.in_process import Lifecycle
-from tests.unit.lifecycle.scripted_transport import Reply, SentRequest
-from tests.unit.lifecycle.upstream_replies import answer, canned_stream, error_reply
+from tests.unit.lifecycle.scripted_transport import Handler, Reply, SentRequest
+from tests.unit.lifecycle.upstream_replies import (
+    COMPLETION_TOKENS,
+    PIECES,
+    PROMPT_TOKENS,
+    answer,
+    canned_stream,
+    error_reply,
+)
 
-__all__ = ["STAGES", "Stage"]
+__all__ = ["STAGES", "Stage", "UpstreamFault"]
 
 Check = Callable[[], None]
 Arrange = Callable[[Lifecycle, Combo, pytest.MonkeyPatch], Awaitable[Check | None]]
@@ -81,16 +100,62 @@ class Stage:
     def applies(self, combo: Combo) -> bool:
         return self.streams is None or self.streams == combo.stream
 
+    @property
+    def upstream_script(self) -> Handler | None:
+        """What the upstream answers when the fault is its alone (`answer` when there is no
+        arranged fault); None when the arrangement reaches into the gateway or its store."""
+        if self.arrange is _nothing:
+            return answer
+        if isinstance(self.arrange, UpstreamFault):
+            return self.arrange.script
+        return None
+
+    def tokens(self, combo: Combo, body: bytes) -> tuple[int, int]:
+        """(input, output) tokens the request sent as `body` is charged; (0, 0) unless the
+        policy is `usage` (what the upstream reported) or `streamed` (from the text streamed)."""
+        if self.policy == "usage":
+            return PROMPT_TOKENS, 0 if combo.endpoint == "embeddings" else COMPLETION_TOKENS
+        if self.policy == "streamed":
+            streamed = "".join(PIECES[: self.pieces]).encode()
+            return len(body) // 4, math.ceil(len(streamed) / 4)
+        return 0, 0
+
+    def check_client(self, combo: Combo, status: int | None, body: bytes) -> None:
+        """The client saw what this stage says it must (`expect`, `status`)."""
+        if self.expect == "gone":
+            assert_no_traceback(body)
+        elif self.expect == "answer":
+            assert status == 200, f"expected an answer, got {status}: {body[:300]!r}"
+            if combo.stream:
+                assert_clean_stream(combo, body)
+            else:
+                doc = msgspec.json.decode(body)
+                assert isinstance(doc, dict) and "error" not in doc, body[:300]
+        elif self.expect == "cut":
+            assert status == 200, f"expected a stream, got {status}: {body[:300]!r}"
+            assert_cut_stream(combo, body)
+        else:
+            assert status is not None
+            assert_dialect_error(combo, status, body)
+            if self.status is not None:
+                assert status == self.status, f"status {status}, want {self.status}: {body[:300]!r}"
+
 
 # -- arrangements ------------------------------------------------------------------------------
 
 
-def _upstream(script: Callable[[SentRequest], Reply]) -> Arrange:
-    async def arrange(lc: Lifecycle, combo: Combo, mp: pytest.MonkeyPatch) -> Check | None:
-        lc.upstream.handler = script
+@dataclass(frozen=True, slots=True)
+class UpstreamFault:
+    """An arrangement that only scripts the upstream: `script` answers every request."""
+
+    script: Handler
+
+    async def __call__(self, lc: Lifecycle, combo: Combo, mp: pytest.MonkeyPatch) -> Check | None:
+        lc.upstream.handler = self.script
         return None
 
-    return arrange
+
+_upstream = UpstreamFault
 
 
 async def _nothing(lc: Lifecycle, combo: Combo, mp: pytest.MonkeyPatch) -> Check | None:

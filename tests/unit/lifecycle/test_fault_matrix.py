@@ -27,25 +27,14 @@ Rows are expected to fail on today's code where it breaks these rules; they are 
 
 from __future__ import annotations
 
-import asyncio
-import math
 from collections.abc import Awaitable, Callable
 
-import msgspec
 import pytest
 
-from tests.unit.lifecycle.combos import (
-    COMBOS,
-    Combo,
-    assert_clean_stream,
-    assert_cut_stream,
-    assert_dialect_error,
-    assert_no_traceback,
-)
+from tests.unit.lifecycle.combos import COMBOS, Combo
 from tests.unit.lifecycle.in_process import Lifecycle
 from tests.unit.lifecycle.ledger import assert_settled, client_ledger, pool_ledger
 from tests.unit.lifecycle.stages import STAGES, Stage
-from tests.unit.lifecycle.upstream_replies import COMPLETION_TOKENS, PIECES, PROMPT_TOKENS
 
 CASES = [
     pytest.param(combo, stage, id=f"{combo.id}-{stage.name}")
@@ -53,55 +42,6 @@ CASES = [
     for stage in STAGES
     if stage.applies(combo)
 ]
-
-
-async def _drive(
-    lc: Lifecycle, combo: Combo, stage: Stage, body: bytes
-) -> tuple[int | None, bytes]:
-    """Send the request; for a disconnect or a cancellation, once the upstream hangs."""
-    if stage.drive == "http":
-        response = await lc.post(combo.path, body, stage.client)
-        return response.status_code, response.content
-    call = lc.start(combo.path, body, stage.client)
-    hanging = asyncio.ensure_future(lc.upstream.hanging.wait())
-    await asyncio.wait({call.task, hanging}, return_when=asyncio.FIRST_COMPLETED)
-    hanging.cancel()
-    if stage.drive == "disconnect":
-        call.disconnect()
-    else:
-        call.task.cancel()
-    outcomes: list[object] = await asyncio.gather(call.task, return_exceptions=True)
-    outcome = outcomes[0]
-    if isinstance(outcome, Exception):
-        raise AssertionError(f"the app raised {outcome!r}") from outcome
-    return call.status, call.body
-
-
-def _client_sees(combo: Combo, stage: Stage, status: int | None, body: bytes) -> None:
-    if stage.expect == "gone":
-        assert_no_traceback(body)
-    elif stage.expect == "answer":
-        assert status == 200, f"expected an answer, got {status}: {body[:300]!r}"
-        if combo.stream:
-            assert_clean_stream(combo, body)
-        else:
-            doc = msgspec.json.decode(body)
-            assert isinstance(doc, dict) and "error" not in doc, body[:300]
-    elif stage.expect == "cut":
-        assert status == 200, f"expected a stream, got {status}: {body[:300]!r}"
-        assert_cut_stream(combo, body)
-    else:
-        assert status is not None
-        assert_dialect_error(combo, status, body)
-        if stage.status is not None:
-            assert status == stage.status, f"status {status}, want {stage.status}: {body[:300]!r}"
-
-
-def _expected_tokens(combo: Combo, stage: Stage, body: bytes) -> tuple[int, int]:
-    if stage.policy == "usage":
-        return PROMPT_TOKENS, 0 if combo.endpoint == "embeddings" else COMPLETION_TOKENS
-    streamed = "".join(PIECES[: stage.pieces]).encode()
-    return len(body) // 4, math.ceil(len(streamed) / 4)
 
 
 async def _charges(lc: Lifecycle, combo: Combo, stage: Stage, body: bytes) -> None:
@@ -133,7 +73,7 @@ async def _charges(lc: Lifecycle, combo: Combo, stage: Stage, body: bytes) -> No
         want = {"upstream calls": 1, "key RPM entries": 1, "key TPM tokens": 0,
                 "client RPM entries": 1, **nothing}  # fmt: skip
     else:
-        tokens_in, tokens_out = _expected_tokens(combo, stage, body)
+        tokens_in, tokens_out = stage.tokens(combo, body)
         total, cost = tokens_in + tokens_out, combo.cost(tokens_in, tokens_out)
         want = {"upstream calls": 1, "key RPM entries": 1, "key TPM tokens": total,
                 "client RPM entries": 1, "client TPM tokens": total, "client spend": cost,
@@ -166,8 +106,8 @@ async def test_fault(
     extra = await stage.arrange(lc, combo, monkeypatch)
     body = combo.body()[:-2] if stage.malformed else combo.body()
     failures: list[str] = []
-    status, reply = await _drive(lc, combo, stage, body)
-    await _check(failures, "client", lambda: _client_sees(combo, stage, status, reply))
+    status, reply = await lc.drive(combo.path, body, stage.client, stage.drive)
+    await _check(failures, "client", lambda: stage.check_client(combo, status, reply))
     await lc.settle()
     await _check(failures, "settled", lambda: assert_settled(lc.gw))
     await _check(failures, "charges", lambda: _charges(lc, combo, stage, body))
