@@ -59,10 +59,19 @@ class ProviderConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     """`anthropic-version` header sent when the client did not send one."""
 
 
-class DeploymentConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+class DeploymentConfig(
+    msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    # omit_defaults: runtime records (`gateway.control.records`) embed this struct, and a replica
+    # of the previous version, which forbids unknown fields, must still read the ones that leave
+    # `max_output_tokens` unset
     provider: str
     model: str
     """The model name the provider knows (an Azure deployment name for azure-openai)."""
+    max_output_tokens: int | None = None
+    """The most output tokens to ask this model for: a larger `max_tokens` (or
+    `max_completion_tokens`, `max_output_tokens`) is lowered to it. None = the limit Keyway knows
+    for the model's name (`gateway.translate.output_limits`), else no limit."""
 
 
 class ModelConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -318,6 +318,9 @@ def _check_references(raw: dict[str, Any], out: list[str]) -> None:
             if isinstance(deployments, list) and not deployments:
                 out.append(f"{where}.deployments: at least one deployment is required")
             for i, dep in _items(deployments):
+                limit = _int(dep.get("max_output_tokens"))
+                if limit is not None and limit < 1:
+                    out.append(f"{where}.deployments[{i}].max_output_tokens: must be positive")
                 target = dep.get("provider")
                 if (
                     known_providers is not None

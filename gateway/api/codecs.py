@@ -4,7 +4,7 @@
     chat            passthrough (+ usage chunk)      chat -> messages, translated both ways
     completions     passthrough (+ usage chunk)      -
     embeddings      passthrough                      -
-    responses       passthrough                      -
+    responses       passthrough                      responses -> messages, translated both ways
     messages        messages -> chat, translated     passthrough
     count_tokens    -                                passthrough
 
@@ -25,7 +25,7 @@ import msgspec
 
 from gateway.api.anthropic_wire import parse_anthropic_usage
 from gateway.api.client_request import ClientRequest
-from gateway.api.openai_wire import parse_usage, with_model
+from gateway.api.openai_wire import parse_usage
 from gateway.api.reply_body import read_reply
 from gateway.api.request_body import decode_body, encode_body
 from gateway.api.responses_stream import ResponsesStreamTap
@@ -36,14 +36,19 @@ from gateway.providers.adapters import Endpoint
 from gateway.routing.table import Deployment
 from gateway.translate import (
     AnthropicToOpenAIStream,
+    AnthropicToResponsesStream,
     OpenAIToAnthropicStream,
     anthropic_error_to_openai,
     anthropic_message_to_openai_chat,
+    anthropic_message_to_response,
     anthropic_to_openai_chat,
     openai_chat_to_anthropic,
     openai_chat_to_anthropic_message,
     openai_error_to_anthropic,
+    response_settings,
+    responses_to_anthropic,
 )
+from gateway.translate.output_limits import clamp_max_tokens, over_limit
 from gateway.translate.vocabulary import anthropic_usage_counts, openai_usage_counts
 
 __all__ = ["ANTHROPIC", "CODECS", "OPENAI", "Codec", "codec_for", "dialect_of"]
@@ -76,18 +81,37 @@ def codec_for(request: ClientRequest, deployment: Deployment) -> Codec:
 # -- requests -------------------------------------------------------------------------------
 
 
+_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
 def _passthrough(req: ClientRequest, d: Deployment) -> tuple[Endpoint, bytes]:
-    if d.model == req.alias:
+    """The client's bytes when they fit the deployment; else re-encoded with its model name and
+    the output limits clamped to its `max_output_tokens`."""
+    asked = tuple(getattr(req.head, name, None) for name in _LIMITS)
+    if d.model == req.alias and not over_limit(d.max_output_tokens, *asked):
         return req.endpoint, req.passthrough
-    return req.endpoint, with_model(req.body, d.model, include_usage=req.add_usage)
+    doc = decode_body(req.passthrough)
+    doc["model"] = d.model
+    clamp_max_tokens(doc, d.max_output_tokens)
+    return req.endpoint, encode_body(doc)
 
 
 def _chat_to_messages(req: ClientRequest, d: Deployment) -> tuple[Endpoint, bytes]:
-    return Endpoint.MESSAGES, encode_body(openai_chat_to_anthropic(decode_body(req.body), d.model))
+    doc = openai_chat_to_anthropic(decode_body(req.body), d.model)
+    clamp_max_tokens(doc, d.max_output_tokens)
+    return Endpoint.MESSAGES, encode_body(doc)
 
 
 def _messages_to_chat(req: ClientRequest, d: Deployment) -> tuple[Endpoint, bytes]:
-    return Endpoint.CHAT, encode_body(anthropic_to_openai_chat(decode_body(req.body), d.model))
+    doc = anthropic_to_openai_chat(decode_body(req.body), d.model)
+    clamp_max_tokens(doc, d.max_output_tokens)
+    return Endpoint.CHAT, encode_body(doc)
+
+
+def _responses_to_messages(req: ClientRequest, d: Deployment) -> tuple[Endpoint, bytes]:
+    doc = responses_to_anthropic(decode_body(req.body), d.model)
+    clamp_max_tokens(doc, d.max_output_tokens)
+    return Endpoint.MESSAGES, encode_body(doc)
 
 
 # -- answers ----------------------------------------------------------------------------------
@@ -129,6 +153,13 @@ def _chat_to_message(_req: ClientRequest, d: Deployment, payload: bytes) -> tupl
     return encode_body(message), openai_usage_counts(chat.get("usage"))
 
 
+def _message_to_response(req: ClientRequest, d: Deployment, payload: bytes) -> tuple[bytes, Usage]:
+    message = _json_object(payload)
+    settings = response_settings(decode_body(req.body))  # what the response repeats of the request
+    response = anthropic_message_to_response(message, d.model, settings)
+    return encode_body(response), anthropic_usage_counts(message.get("usage"))
+
+
 # -- streams ----------------------------------------------------------------------------------
 
 
@@ -152,6 +183,10 @@ def _responses_tap(_req: ClientRequest, _d: Deployment) -> StreamShaper:
     return ResponsesStreamTap()
 
 
+def _anthropic_to_responses(req: ClientRequest, d: Deployment) -> StreamShaper:
+    return AnthropicToResponsesStream(d.model, response_settings(decode_body(req.body)))
+
+
 def _no_stream(req: ClientRequest, _d: Deployment) -> StreamShaper:  # pragma: no cover
     raise AssertionError(f"{req.endpoint.value} does not stream")
 
@@ -172,6 +207,12 @@ CODECS: dict[tuple[Endpoint, str], Codec] = {
     (Endpoint.EMBEDDINGS, OPENAI): Codec(_passthrough, _as_is(parse_usage), _no_stream, _same),
     (Endpoint.RESPONSES, OPENAI): Codec(
         _passthrough, _as_is(parse_responses_usage), _responses_tap, _same
+    ),
+    (Endpoint.RESPONSES, ANTHROPIC): Codec(
+        _responses_to_messages,
+        _message_to_response,
+        _anthropic_to_responses,
+        anthropic_error_to_openai,
     ),
     (Endpoint.MESSAGES, ANTHROPIC): Codec(
         _passthrough, _as_is(parse_anthropic_usage), _anthropic_tap, _same

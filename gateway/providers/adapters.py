@@ -59,9 +59,10 @@ class ProviderAdapter:
         return self.kind == "anthropic"
 
     def supports(self, endpoint: Endpoint) -> bool:
-        """Chat and messages work everywhere (translated where needed); the rest is native only:
-        the Responses API and embeddings on OpenAI-kind providers, count_tokens on Anthropic."""
-        if endpoint in (Endpoint.CHAT, Endpoint.MESSAGES):
+        """Chat, messages and the Responses API work everywhere (translated where needed); the
+        rest is native only: completions and embeddings on OpenAI-kind providers, count_tokens
+        on Anthropic."""
+        if endpoint in (Endpoint.CHAT, Endpoint.MESSAGES, Endpoint.RESPONSES):
             return True
         if self.speaks_anthropic:
             return endpoint is Endpoint.COUNT_TOKENS

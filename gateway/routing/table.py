@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from gateway.config import Config, PriceConfig
 from gateway.config_load import resolve_secret
 from gateway.providers.adapters import ProviderAdapter
+from gateway.translate.output_limits import known_max_output_tokens
 
 __all__ = ["Deployment", "Pool", "RouteTable", "UpstreamKey"]
 
@@ -56,6 +57,8 @@ class Deployment:
     model: str
     strategy: str
     price: PriceConfig | None
+    max_output_tokens: int | None = None
+    """Upstream bodies ask for at most this many output tokens (`clamp_max_tokens`); None = any."""
 
 
 class RouteTable:
@@ -87,6 +90,7 @@ class RouteTable:
                     model=d.model,
                     strategy=_LUA_STRATEGY[model.strategy],
                     price=cfg.prices.get(d.model) or cfg.prices.get(alias) or cfg.prices.get("*"),
+                    max_output_tokens=d.max_output_tokens or known_max_output_tokens(d.model),
                 )
                 for d in model.deployments
             ]

@@ -6,7 +6,8 @@ Anthropic -> OpenAI (``openai_reasoning_effort``)::
     output_config.effort low | medium | high    -> reasoning_effort low | medium | high
     output_config.effort max | xhigh            -> high
     thinking {type: enabled, budget_tokens: B}  -> low (B < 4,096), medium (B < 16,384), high
-    thinking {type: adaptive}, no effort        -> high (Anthropic's default effort)
+    thinking {type: adaptive | between_tools},  -> high (Anthropic's default effort)
+      no effort
     thinking disabled or absent, no effort      -> nothing
 
 Claude Code's budgets for think / think hard / ultrathink (4,000 / 10,000 / 31,999) land on
@@ -19,12 +20,12 @@ OpenAI -> Anthropic (``apply_reasoning_effort``)::
     minimal            thinking, budget_tokens 1,024             thinking adaptive, effort low
     low                thinking, budget_tokens 2,048             thinking adaptive, effort low
     medium             thinking, budget_tokens 8,192             thinking adaptive, effort medium
-    high, xhigh        thinking, budget_tokens 24,576            thinking adaptive, effort high
+    high, xhigh, max   thinking, budget_tokens 24,576            thinking adaptive, effort high
 
 Each budget maps back to the effort it came from. Thinking counts towards the output limit in
 both dialects (OpenAI's ``max_completion_tokens`` includes reasoning tokens), so a budget is cut
-to fit below the client's limit, and a request without one gets ``DEFAULT_MAX_TOKENS`` of room
-for the answer on top of the budget. A limit below Anthropic's smallest budget (1,024) leaves no
+to fit below the client's limit, and a request without one gets the default limit (4,096) for
+the answer on top of the budget. A limit below Anthropic's smallest budget (1,024) leaves no
 room to think; so does a ``tool_choice`` that forces a tool, which Anthropic refuses together
 with thinking: such requests go without it.
 
@@ -45,22 +46,19 @@ from gateway.errors import BadRequest
 from gateway.translate.output_limits import MIN_THINKING_BUDGET
 
 __all__ = [
-    "DEFAULT_MAX_TOKENS",
     "apply_reasoning_effort",
     "openai_reasoning_effort",
     "takes_reasoning_effort",
     "thinks",
 ]
 
-DEFAULT_MAX_TOKENS = 4096
-"""``max_tokens`` sent to Anthropic when the OpenAI request set no limit (plus any budget)."""
-
 _BUDGET_OF = {"minimal": MIN_THINKING_BUDGET, "low": 2048, "medium": 8192, "high": 24576}
-_BUDGET_OF["xhigh"] = _BUDGET_OF["high"]
+_BUDGET_OF.update(xhigh=_BUDGET_OF["high"], max=_BUDGET_OF["high"])
+# only low, medium and high go out either way: the levels every model that takes one accepts
 _ANTHROPIC_EFFORT_OF = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
-_ANTHROPIC_EFFORT_OF["xhigh"] = "high"
-_OPENAI_EFFORT_OF = {"low": "low", "medium": "medium", "high": "high", "max": "high"}
-_OPENAI_EFFORT_OF["xhigh"] = "high"
+_ANTHROPIC_EFFORT_OF.update(xhigh="high", max="high")
+_OPENAI_EFFORT_OF = {"low": "low", "medium": "medium", "high": "high"}
+_OPENAI_EFFORT_OF.update(xhigh="high", max="high")
 _LOW_BELOW, _MEDIUM_BELOW = 4096, 16384
 """Thinking budgets below these are low, then medium effort; the rest is high."""
 
@@ -102,16 +100,16 @@ def openai_reasoning_effort(body: dict[str, Any], model: str) -> str | None:
     effort = config.get("effort") if isinstance(config, dict) else None
     if effort is not None and effort not in _OPENAI_EFFORT_OF:
         raise BadRequest(
-            f"unknown effort {effort!r}: use low, medium, high or max",
+            f"unknown effort {effort!r}: use low, medium, high, xhigh or max",
             param="output_config.effort",
         )
     kind = thinking.get("type") if thinking else None
-    if kind not in (None, "enabled", "disabled", "adaptive"):
+    if kind not in (None, "enabled", "disabled", "adaptive", "between_tools"):
         raise BadRequest(f"unknown thinking type {kind!r}", param="thinking.type")
     level: str | None
     if effort is not None:
         level = _OPENAI_EFFORT_OF[effort]
-    elif kind == "adaptive":
+    elif kind in ("adaptive", "between_tools"):
         level = "high"
     elif kind == "enabled":
         budget = thinking.get("budget_tokens") if thinking else None
@@ -126,23 +124,26 @@ def openai_reasoning_effort(body: dict[str, Any], model: str) -> str | None:
     return level if level is not None and takes_reasoning_effort(model) else None
 
 
-def apply_reasoning_effort(out: dict[str, Any], effort: object, model: str, *, limit: bool) -> None:
+def apply_reasoning_effort(
+    out: dict[str, Any], effort: object, model: str, *, client_limit: bool
+) -> None:
     """Set ``thinking`` (and ``output_config.effort``) on Anthropic body ``out`` for OpenAI's
-    ``reasoning_effort`` ``effort``; ``limit`` says whether ``out["max_tokens"]`` is the client's
-    own limit (else it is the default and grows by the budget)."""
+    ``reasoning_effort`` ``effort``. ``client_limit``: ``out["max_tokens"]`` is the client's own
+    limit; else it is the default limit, and the answer keeps it on top of the budget."""
     if effort is None or effort == "none":
         return
     if not isinstance(effort, str) or effort not in _BUDGET_OF:
         raise BadRequest(
-            f"unknown reasoning_effort {effort!r}: use none, minimal, low, medium or high",
+            f"unknown reasoning_effort {effort!r}: "
+            "use none, minimal, low, medium, high, xhigh or max",
             param="reasoning_effort",
         )
     choice = out.get("tool_choice")
     if not thinks(model) or (isinstance(choice, dict) and choice.get("type") in ("any", "tool")):
         return
     budget = _BUDGET_OF[effort]
-    if not limit:
-        out["max_tokens"] = DEFAULT_MAX_TOKENS + budget
+    if not client_limit:
+        out["max_tokens"] += budget
     budget = min(budget, out["max_tokens"] - 1)
     if budget < MIN_THINKING_BUDGET:
         return

@@ -7,21 +7,29 @@
     assistant ``tool_calls``               -> ``tool_use`` blocks (arguments JSON -> ``input``)
     ``tool`` messages                      -> ``tool_result`` blocks; consecutive ones share one
                                               user message, as Anthropic requires
-    tools[].function{name,description,parameters} -> tools[]{name,description,input_schema}
+    tools[].function{name,description,parameters,strict}
+                                           -> tools[]{name,description,input_schema,strict}
     tool_choice auto/none/required/{function}     -> {type: auto/none/any/tool}
     parallel_tool_calls: false             -> tool_choice.disable_parallel_tool_use: true
     stop (str | list)                      -> stop_sequences
     max_completion_tokens | max_tokens     -> max_tokens (4096 when neither: Anthropic needs one)
     temperature                            -> temperature, clamped to Anthropic's 0..1
     top_p, stream                          -> top_p, stream
-    user                                   -> metadata.user_id
+    user (else safety_identifier)          -> metadata.user_id
+    response_format json_schema            -> output_config.format (see ``structured_output``)
+    reasoning_effort                       -> thinking (and output_config.effort), for models
+                                              that think (see ``reasoning``)
 
-Dropped, having no Anthropic counterpart: frequency_penalty, presence_penalty, logit_bias,
-logprobs, top_logprobs, seed, response_format, stream_options (Anthropic always streams usage),
-service_tier, store, metadata, modalities, audio, prediction, reasoning_effort,
-web_search_options, message ``name`` fields, ``image_url.detail``. Refused with a 400, because
-ignoring them would change the answer: ``n`` > 1, the legacy ``functions``/``function_call``,
-non-function tools, and content parts Anthropic cannot take. Malformed input is a 400 too
+Dropped, having no Anthropic counterpart and leaving the answer's form as it is:
+frequency_penalty, presence_penalty, seed (sampling hints), ``response_format`` text (the
+default), prediction, verbosity, stream_options (Anthropic always streams usage), service_tier,
+store, metadata, prompt_cache_key, prompt_cache_options, prompt_cache_retention,
+reasoning_effort for a model that cannot think, message ``name`` fields, ``image_url.detail``,
+``json_schema.name`` and ``description``, and fields this module does not know. Refused with a
+400, because ignoring them would change the answer: ``n`` > 1, the legacy
+``functions``/``function_call``, non-function tools, content parts Anthropic cannot take,
+``response_format`` json_object, and logprobs, logit_bias, audio output, web_search_options and
+moderation (see ``refusals``). Malformed input is a 400 too
 (``BadRequest``, raised here), never another exception: tool call arguments that are not a
 JSON object, or are nested too deeply to decode.
 """
@@ -34,6 +42,9 @@ import msgspec
 
 from gateway.errors import BadRequest
 from gateway.translate.content import anthropic_block, texts
+from gateway.translate.reasoning import apply_reasoning_effort
+from gateway.translate.refusals import refuse_openai_only_fields
+from gateway.translate.structured_output import anthropic_output_format
 
 __all__ = ["DEFAULT_MAX_TOKENS", "openai_chat_to_anthropic"]
 
@@ -53,9 +64,11 @@ def openai_chat_to_anthropic(body: dict[str, Any], model: str) -> dict[str, Any]
         raise BadRequest("this model can only return one choice (n=1)", param="n")
     if body.get("functions") is not None or body.get("function_call") is not None:
         raise BadRequest("use `tools` and `tool_choice` instead of the legacy `functions`")
+    refuse_openai_only_fields(body)
 
     system, turns = _conversation(messages)
-    out: dict[str, Any] = {"model": model, "max_tokens": _max_tokens(body)}
+    limit = _max_tokens(body)
+    out: dict[str, Any] = {"model": model, "max_tokens": limit or DEFAULT_MAX_TOKENS}
     if system is not None:
         out["system"] = system
     out["messages"] = turns
@@ -76,14 +89,20 @@ def openai_chat_to_anthropic(body: dict[str, Any], model: str) -> dict[str, Any]
         out["temperature"] = min(max(temperature, 0), 1)
     if isinstance(body.get("top_p"), int | float):
         out["top_p"] = body["top_p"]
-    if isinstance(body.get("user"), str) and body["user"]:
-        out["metadata"] = {"user_id": body["user"]}
+    for name in ("user", "safety_identifier"):
+        if isinstance(body.get(name), str) and body[name]:
+            out["metadata"] = {"user_id": body[name]}
+            break
+    output_format = anthropic_output_format(body.get("response_format"))
+    if output_format is not None:
+        out["output_config"] = {"format": output_format}
+    apply_reasoning_effort(out, body.get("reasoning_effort"), model, client_limit=bool(limit))
     if isinstance(body.get("stream"), bool):
         out["stream"] = body["stream"]
     return out
 
 
-def _max_tokens(body: dict[str, Any]) -> int:
+def _max_tokens(body: dict[str, Any]) -> int | None:
     for name in ("max_completion_tokens", "max_tokens"):
         value = body.get(name)
         if value is None:
@@ -91,7 +110,7 @@ def _max_tokens(body: dict[str, Any]) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise BadRequest(f"`{name}` must be a positive integer", param=name)
         return value
-    return DEFAULT_MAX_TOKENS
+    return None
 
 
 def _conversation(messages: list[Any]) -> tuple[str | list[dict[str, Any]] | None, list[Any]]:
@@ -217,6 +236,8 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
             converted["description"] = function["description"]
         schema = function.get("parameters")
         converted["input_schema"] = schema if isinstance(schema, dict) else {"type": "object"}
+        if function.get("strict") is True:  # only when asked: false is Anthropic's default
+            converted["strict"] = True
         result.append(converted)
     return result
 

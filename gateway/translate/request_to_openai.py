@@ -2,41 +2,61 @@
 
     Anthropic                                 OpenAI
     ``system`` string | text blocks        -> first message, role system (string | text parts)
+    ``system`` messages within ``messages`` -> system messages at the same place (Claude Code
+                                              sends them; an empty one is left out)
     user content blocks                    -> user content parts (see ``content``)
     user ``tool_result`` blocks            -> one ``tool`` message each, placed before the rest of
                                               that user turn; images inside a result follow in
                                               a user message (tool messages hold text only)
     assistant text blocks                  -> ``content`` (a string when there is one block)
     assistant ``tool_use`` blocks          -> ``tool_calls`` (``input`` -> arguments JSON)
-    tools[]{name,description,input_schema} -> tools[].function{name,description,parameters}
+    tools[]{name,description,input_schema,strict}
+                                           -> tools[].function{name,description,parameters,strict}
     tool_choice {type: auto/none/any/tool} -> auto/none/required/{function}
     tool_choice.disable_parallel_tool_use  -> parallel_tool_calls: false
     stop_sequences                         -> stop
     max_tokens                             -> max_completion_tokens (today's name; o-series and
                                               later models reject the older ``max_tokens``)
     temperature, top_p                     -> temperature, top_p
-    metadata.user_id                       -> user
+    metadata.user_id                       -> user; above OpenAI's 64 characters (Claude Code's is
+                                              a JSON document) ``sha256:`` and the first 57 hex
+                                              digits of its SHA-256: the same user, the same id
+    output_config.format (or output_format) -> response_format (see ``structured_output``)
+    thinking, output_config.effort         -> reasoning_effort, for models that reason (see
+                                              ``reasoning``)
     stream                                 -> stream (and stream_options.include_usage: true
                                               when streaming, for the usage chunk)
 
-Dropped, having no OpenAI counterpart: top_k, thinking (and assistant ``thinking`` /
-``redacted_thinking`` blocks), service_tier, container, mcp_servers, context_management,
-other ``metadata`` keys, ``cache_control`` everywhere, ``tool_result.is_error``, and
-``citations``. Server tools (web search, code execution, ...) and content blocks OpenAI cannot
-take are a 400, as is malformed input (``BadRequest``, raised here, never another exception):
-a ``tool_use`` input nested too deeply to encode.
+Dropped, having no OpenAI counterpart and leaving the answer's form as it is: top_k, thinking
+for a model that does not reason (and ``thinking.display``), assistant ``thinking`` /
+``redacted_thinking`` blocks, service_tier, speed, inference_geo, context_management,
+diagnostics, user_profile_id, workspace_id, other ``metadata`` keys, ``cache_control``
+everywhere (top-level included), ``tool_result.is_error``, ``citations``, tool fields other than
+the four above, and fields this module does not know. Refused with a 400, because dropping them would change the answer: server
+tools (web search, code execution, ...), content blocks OpenAI cannot take, ``container``,
+``mcp_servers`` (see ``refusals``) and output formats other than ``json_schema``. Malformed input
+is a 400 too (``BadRequest``, raised here, never another exception): a ``tool_use`` input nested
+too deeply to encode.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import msgspec
 
 from gateway.errors import BadRequest
 from gateway.translate.content import openai_part, texts
+from gateway.translate.reasoning import openai_reasoning_effort
+from gateway.translate.refusals import refuse_anthropic_only_fields
+from gateway.translate.structured_output import openai_response_format
 
-__all__ = ["anthropic_to_openai_chat"]
+__all__ = ["MAX_OPENAI_USER", "anthropic_to_openai_chat", "openai_user"]
+
+MAX_OPENAI_USER = 64
+"""The longest ``user`` OpenAI accepts."""
+_USER_HASH_PREFIX = "sha256:"
 
 _encoder = msgspec.json.Encoder()
 _TOOL_CHOICE = {"auto": "auto", "none": "none", "any": "required"}
@@ -48,17 +68,13 @@ def anthropic_to_openai_chat(body: dict[str, Any], model: str) -> dict[str, Any]
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("`messages` must be a non-empty list", param="messages")
+    refuse_anthropic_only_fields(body)
 
     converted: list[dict[str, Any]] = []
     system = body.get("system")
-    if isinstance(system, list):
-        parts = [{"type": "text", "text": text} for text in texts(system, "system")]
-        if parts:
-            converted.append({"role": "system", "content": parts})
-    elif isinstance(system, str) and system:
-        converted.append({"role": "system", "content": system})
-    elif system is not None and not isinstance(system, str):
+    if system is not None and not isinstance(system, str | list):
         raise BadRequest("`system` must be a string or a list of text blocks", param="system")
+    converted.extend(_system_messages(system, "system"))
     for i, message in enumerate(messages):
         param = f"messages[{i}]"
         role = message.get("role") if isinstance(message, dict) else None
@@ -66,6 +82,8 @@ def anthropic_to_openai_chat(body: dict[str, Any], model: str) -> dict[str, Any]
             converted.extend(_user_messages(message.get("content"), param))
         elif role == "assistant":
             converted.append(_assistant_message(message.get("content"), param))
+        elif role == "system":
+            converted.extend(_system_messages(message.get("content"), f"{param}.content"))
         else:
             raise BadRequest(f"unsupported message role {role!r}", param=f"{param}.role")
 
@@ -85,12 +103,34 @@ def anthropic_to_openai_chat(body: dict[str, Any], model: str) -> dict[str, Any]
             out[name] = body[name]
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
-        out["user"] = metadata["user_id"]
+        out["user"] = openai_user(metadata["user_id"])
+    response_format = openai_response_format(body)
+    if response_format is not None:
+        out["response_format"] = response_format
+    effort = openai_reasoning_effort(body, model)
+    if effort is not None:
+        out["reasoning_effort"] = effort
     if isinstance(body.get("stream"), bool):
         out["stream"] = body["stream"]
         if body["stream"]:
             out["stream_options"] = {"include_usage": True}
     return out
+
+
+def openai_user(user_id: str) -> str:
+    """``user_id`` as OpenAI's ``user``: itself, or a stable digest when it is too long."""
+    if len(user_id) <= MAX_OPENAI_USER:
+        return user_id
+    digest = hashlib.sha256(user_id.encode()).hexdigest()
+    return (_USER_HASH_PREFIX + digest)[:MAX_OPENAI_USER]
+
+
+def _system_messages(content: Any, param: str) -> list[dict[str, Any]]:
+    """The system message for a system prompt, as a string or as text parts; none if empty."""
+    if isinstance(content, str):
+        return [{"role": "system", "content": content}] if content else []
+    parts = [{"type": "text", "text": text} for text in texts(content, param)]
+    return [{"role": "system", "content": parts}] if parts else []
 
 
 def _user_messages(content: Any, param: str) -> list[dict[str, Any]]:
@@ -190,6 +230,8 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
             function["description"] = tool["description"]
         schema = tool.get("input_schema")
         function["parameters"] = schema if isinstance(schema, dict) else {"type": "object"}
+        if isinstance(tool.get("strict"), bool):
+            function["strict"] = tool["strict"]
         result.append({"type": "function", "function": function})
     return result
 

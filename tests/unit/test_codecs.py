@@ -3,13 +3,16 @@ a parser: the router never opens a call that no codec can carry."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from gateway.api.client_request import PARSERS
-from gateway.api.codecs import ANTHROPIC, CODECS, OPENAI
+from gateway.api.codecs import ANTHROPIC, CODECS, OPENAI, codec_for
 from gateway.api.routes import ROUTED
 from gateway.config import ProviderConfig
+from gateway.errors import BadRequest
 from gateway.providers.adapters import Endpoint, ProviderAdapter
+from gateway.routing.table import Deployment, Pool
 
 KINDS = {"openai": OPENAI, "openai-compatible": OPENAI, "azure-openai": OPENAI,
          "anthropic": ANTHROPIC}  # fmt: skip
@@ -30,3 +33,59 @@ def test_every_routed_path_has_a_parser_and_a_codec() -> None:
     for endpoint in ROUTED.values():
         assert endpoint in PARSERS
         assert any((endpoint, dialect) in CODECS for dialect in (OPENAI, ANTHROPIC))
+
+
+def _anthropic_deployment(max_output_tokens: int | None = None) -> Deployment:
+    adapter = ProviderAdapter.from_config(
+        "ant", ProviderConfig(kind="anthropic", base_url="http://127.0.0.1:9", keys=[])
+    )
+    pool = Pool(provider="ant", adapter=adapter, keys=(), by_id={})
+    return Deployment(alias="claude", pool=pool, model="claude-up", strategy="priority",
+                      price=None, max_output_tokens=max_output_tokens)  # fmt: skip
+
+
+def test_the_responses_api_on_anthropic_is_translated_both_ways() -> None:
+    body = msgspec.json.encode(
+        {"model": "claude", "input": "Hi", "instructions": "Be brief.", "store": True}
+    )
+    request = PARSERS[Endpoint.RESPONSES](Endpoint.RESPONSES, body, 1024)
+    deployment = _anthropic_deployment()
+    codec = codec_for(request, deployment)
+
+    operation, upstream = codec.request(request, deployment)
+    assert operation is Endpoint.MESSAGES
+    assert msgspec.json.decode(upstream)["system"] == "Be brief."
+
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-up",
+               "content": [{"type": "text", "text": "Hello"}], "stop_reason": "end_turn",
+               "usage": {"input_tokens": 7, "cache_read_input_tokens": 3, "output_tokens": 2}}  # fmt: skip
+    answer, usage = codec.answer(request, deployment, msgspec.json.encode(message))
+    response = msgspec.json.decode(answer)
+    assert (response["object"], response["instructions"], response["store"]) == (
+        "response", "Be brief.", False
+    )  # fmt: skip
+    assert usage == (10, 2) and response["usage"]["input_tokens"] == 10
+
+    error = {"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}}
+    assert msgspec.json.decode(codec.error(400, msgspec.json.encode(error))) == {
+        "error": {"message": "bad", "type": "invalid_request_error", "param": None, "code": None}
+    }
+
+
+def test_a_responses_request_anthropic_cannot_honour_is_a_bad_request() -> None:
+    body = msgspec.json.encode({"model": "claude", "input": "Hi", "previous_response_id": "r"})
+    request = PARSERS[Endpoint.RESPONSES](Endpoint.RESPONSES, body, 1024)
+    deployment = _anthropic_deployment()
+    with pytest.raises(BadRequest) as caught:
+        codec_for(request, deployment).request(request, deployment)
+    assert (caught.value.param, caught.value.code) == (
+        "previous_response_id", "unsupported_parameter"
+    )  # fmt: skip
+
+
+def test_a_translated_responses_request_is_clamped_to_the_deployments_limit() -> None:
+    body = msgspec.json.encode({"model": "claude", "input": "Hi", "max_output_tokens": 5000})
+    request = PARSERS[Endpoint.RESPONSES](Endpoint.RESPONSES, body, 1024)
+    deployment = _anthropic_deployment(max_output_tokens=1000)
+    _, upstream = codec_for(request, deployment).request(request, deployment)
+    assert msgspec.json.decode(upstream)["max_tokens"] == 1000

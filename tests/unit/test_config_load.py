@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from gateway.config import DeploymentConfig
 from gateway.config_load import ConfigError, apply_env, load_config, parse_config
 from gateway.routing.table import RouteTable
 
@@ -73,6 +75,14 @@ def test_env_overrides_win() -> None:
                 models={"m": {"deployments": [{"provider": "p", "model": "m"}], "fallbacks": ["x"]}}
             ),
             "models.m.fallbacks[0]",
+        ),
+        (
+            minimal(
+                models={
+                    "m": {"deployments": [{"provider": "p", "model": "m", "max_output_tokens": 0}]}
+                }
+            ),
+            "models.m.deployments[0].max_output_tokens",
         ),
         (minimal(clients=[{"id": "c", "key": "k", "rpm": "many"}]), "clients[0].rpm"),
         (minimal(clients=[{"id": "c", "key": "k", "models": ["ghost"]}]), "clients[0].models[0]"),
@@ -149,3 +159,22 @@ def test_a_missing_secret_env_var_names_field_and_variable() -> None:
         ConfigError, match=r"providers\.p\.keys\[0\]\.secret: environment variable NOPE_KEY"
     ):
         RouteTable(cfg, {})
+
+
+def test_a_deployment_is_clamped_to_its_own_limit_else_its_models_known_one() -> None:
+    deployments = [
+        {"provider": "p", "model": "gpt-4o", "max_output_tokens": 1000},
+        {"provider": "p", "model": "gpt-4o"},
+        {"provider": "p", "model": "my-fine-tune"},
+    ]
+    table = RouteTable(parse_config(minimal(models={"m": {"deployments": deployments}})), {})
+    chain = table.chain("m")
+    assert chain is not None
+    assert [d.max_output_tokens for d in chain] == [1000, 16384, None]
+
+
+def test_a_deployment_without_a_limit_is_stored_as_before() -> None:
+    # runtime records embed DeploymentConfig; replicas of the previous version forbid new fields
+    assert msgspec.json.encode(DeploymentConfig(provider="p", model="m")) == (
+        b'{"provider":"p","model":"m"}'
+    )

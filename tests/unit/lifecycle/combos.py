@@ -1,8 +1,9 @@
 """The request axes of the fault matrix (endpoint x dialect pairing x stream); what a client sees.
 
-Chat and messages are served by either provider kind (translated across dialects); completions,
-embeddings and the Responses API only by OpenAI-kind providers (gateway/providers/adapters.py
-`supports`), so they have a same-dialect pairing only. Embeddings do not stream.
+Chat, messages and the Responses API are served by either provider kind (translated across
+dialects); completions and embeddings only by OpenAI-kind providers
+(gateway/providers/adapters.py `supports`), so they have a same-dialect pairing only. Embeddings
+do not stream.
 
 The client-side checks say what a user would notice: an error body in the endpoint's dialect
 (never a traceback), a stream that ends cleanly, or one that ends with an error event.
@@ -36,12 +37,13 @@ _PATHS = {
 }
 
 _PREPARE = {
-    ("chat", "openai"): ("gateway.api.codecs", ("with_model",)),
+    ("chat", "openai"): ("gateway.api.codecs", ("decode_body",)),
     ("chat", "anthropic"): ("gateway.api.codecs", ("openai_chat_to_anthropic",)),
-    ("completions", "openai"): ("gateway.api.codecs", ("with_model",)),
-    ("embeddings", "openai"): ("gateway.api.codecs", ("with_model",)),
-    ("responses", "openai"): ("gateway.api.codecs", ("with_model",)),
-    ("messages", "anthropic"): ("gateway.api.codecs", ("with_model",)),
+    ("completions", "openai"): ("gateway.api.codecs", ("decode_body",)),
+    ("embeddings", "openai"): ("gateway.api.codecs", ("decode_body",)),
+    ("responses", "openai"): ("gateway.api.codecs", ("decode_body",)),
+    ("responses", "anthropic"): ("gateway.api.codecs", ("responses_to_anthropic",)),
+    ("messages", "anthropic"): ("gateway.api.codecs", ("decode_body",)),
     ("messages", "openai"): ("gateway.api.codecs", ("anthropic_to_openai_chat",)),
 }
 """What turns the client's body into the upstream's for each pairing (every alias is renamed):
@@ -116,7 +118,7 @@ COMBOS = (
     *(Combo("chat", up, s) for up in ("openai", "anthropic") for s in (False, True)),
     *(Combo("completions", "openai", s) for s in (False, True)),
     Combo("embeddings", "openai", False),
-    *(Combo("responses", "openai", s) for s in (False, True)),
+    *(Combo("responses", up, s) for up in ("openai", "anthropic") for s in (False, True)),
     *(Combo("messages", up, s) for up in ("anthropic", "openai") for s in (False, True)),
 )
 

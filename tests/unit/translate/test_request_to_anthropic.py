@@ -276,3 +276,104 @@ def test_tool_call_arguments_nested_too_deeply_are_a_bad_request(arguments: str)
     with pytest.raises(BadRequest) as caught:
         translate(messages=messages)
     assert caught.value.param == "messages[1].tool_calls[0].function.arguments"
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}},
+    "required": ["city"],
+    "additionalProperties": False,
+}
+
+
+def test_json_schema_response_format_becomes_output_config_format() -> None:
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": "city", "schema": SCHEMA, "strict": True},
+    }
+    assert translate(response_format=response_format)["output_config"] == {
+        "format": {"type": "json_schema", "schema": SCHEMA}
+    }
+    assert "output_config" not in translate(response_format={"type": "text"})
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        (
+            "claude-sonnet-4-5-20250929",
+            {
+                "max_tokens": DEFAULT_MAX_TOKENS + 8192,
+                "thinking": {"type": "enabled", "budget_tokens": 8192},
+            },
+        ),
+        (
+            "claude-sonnet-4-6",
+            {
+                "max_tokens": DEFAULT_MAX_TOKENS + 8192,
+                "thinking": {"type": "adaptive"},
+                "output_config": {"effort": "medium"},
+            },
+        ),
+        ("claude-3-5-haiku-latest", {"max_tokens": DEFAULT_MAX_TOKENS}),
+    ],
+)
+def test_reasoning_effort_becomes_thinking_where_the_model_thinks(
+    model: str, expected: dict[str, Any]
+) -> None:
+    body = {"messages": [{"role": "user", "content": "Hi"}], "reasoning_effort": "medium"}
+    out = openai_chat_to_anthropic(body, model)
+    assert {k: out[k] for k in ("max_tokens", "thinking", "output_config") if k in out} == expected
+
+
+def test_a_thinking_budget_fits_below_the_clients_limit() -> None:
+    assert translate(reasoning_effort="high", max_completion_tokens=3000)["thinking"] == {
+        "type": "enabled",
+        "budget_tokens": 2999,
+    }
+    assert "thinking" not in translate(reasoning_effort="high", max_completion_tokens=1000)
+
+
+def test_a_forced_tool_call_goes_without_thinking() -> None:
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    out = translate(reasoning_effort="high", tools=tools, tool_choice="required")
+    assert "thinking" not in out
+
+
+def test_safety_identifier_stands_in_for_user() -> None:
+    assert translate(safety_identifier="s-1")["metadata"] == {"user_id": "s-1"}
+    assert translate(safety_identifier="s-1", user="u-1")["metadata"] == {"user_id": "u-1"}
+
+
+def test_a_strict_tool_stays_strict() -> None:
+    tool = {"type": "function", "function": {"name": "f", "strict": True}}
+    assert translate(tools=[tool])["tools"][0]["strict"] is True
+    tool["function"]["strict"] = False
+    assert "strict" not in translate(tools=[tool])["tools"][0]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, None),
+        ({"logprobs": True, "top_logprobs": 3}, "logprobs"),
+        ({"logit_bias": {"50256": -100}}, "logit_bias"),
+        ({"modalities": ["text", "audio"], "audio": {"voice": "alloy"}}, "audio"),
+        ({"web_search_options": {}}, "web_search_options"),
+        ({"moderation": {"model": "omni-moderation-latest"}}, "moderation"),
+    ],
+)
+def test_fields_anthropic_cannot_honour_are_unsupported_parameters(
+    body: dict[str, Any], param: str | None
+) -> None:
+    with pytest.raises(BadRequest) as caught:
+        translate(**body)
+    assert caught.value.code == "unsupported_parameter"
+    assert caught.value.param == (param or "response_format.json_schema.schema")
+
+
+def test_fields_at_their_defaults_ask_for_nothing() -> None:
+    plain = translate()
+    assert translate(logprobs=False, logit_bias={}, modalities=["text"], n=1) == plain
+    assert translate(reasoning_effort="none", top_logprobs=0) == plain
