@@ -16,7 +16,7 @@ from gateway.api.cors import CORSGate
 from gateway.api.health import health_handlers
 from gateway.api.hot_paths import HotPathDispatcher
 from gateway.api.metrics_route import metrics_handler
-from gateway.api.routes import api_handlers
+from gateway.api.routes import api_handlers, hot_routes
 from gateway.apidocs.routes import docs_openapi_config
 from gateway.config import Config
 from gateway.config_load import load_config
@@ -50,7 +50,7 @@ def create_app(cfg: Config, gateway: Gateway | None = None) -> Litestar:
         debug=False,
     )
     app.state.gateway = gw
-    app.state.hot_routes = {path: handler.fn for handler in hot for path in handler.paths}
+    app.state.hot_routes = hot_routes(hot)
     return app
 
 

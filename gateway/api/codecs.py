@@ -175,8 +175,9 @@ def _anthropic_tap(_req: ClientRequest, _d: Deployment) -> StreamShaper:
     return AnthropicStreamTap()
 
 
-def _openai_to_messages(_req: ClientRequest, d: Deployment) -> StreamShaper:
-    return OpenAIToAnthropicStream(d.model)
+def _openai_to_messages(req: ClientRequest, d: Deployment) -> StreamShaper:
+    # message_start reports the prompt estimate admission holds (the job's prompt_tokens)
+    return OpenAIToAnthropicStream(d.model, input_tokens=len(req.body) // 4)
 
 
 def _responses_tap(_req: ClientRequest, _d: Deployment) -> StreamShaper:

@@ -85,14 +85,20 @@ async def _answer_unknown(scope: Scope, send: Send) -> None:
 class HotPathDispatcher:
     """path -> raw handler for the hot endpoints; Litestar's own paths go to the Litestar app.
 
-    Litestar's paths are known by their first segment (`admin`, `docs`, `metrics`, `livez`,
-    ...), read from `app.routes` once; a hot path with a trailing slash also goes to Litestar,
-    which routes it to the same handler as before. Anything else gets the dialect's 404.
+    A route whose key holds a parameter (`/v1/models/{model_id:path}`) serves every path under
+    the text before it (`/v1/models/`), looked at only when no exact path matched; the handler
+    reads the rest from `scope["path"]`. Litestar's paths are known by their first segment
+    (`admin`, `docs`, `metrics`, `livez`, ...), read from `app.routes` once; a hot path with a
+    trailing slash also goes to Litestar, which routes it to the same handler as before.
+    Anything else gets the dialect's 404.
     """
 
     def __init__(self, app: Any, routes: Mapping[str, ASGIHandler]) -> None:
         self.app = app
-        self.routes = dict(routes)
+        self.routes = {path: fn for path, fn in routes.items() if "{" not in path}
+        self.prefixes = tuple(
+            (path[: path.index("{")], fn) for path, fn in routes.items() if "{" in path
+        )
         self.litestar_heads = frozenset(
             _head(route.path) for route in getattr(app, "routes", ()) if route.path not in routes
         )
@@ -104,8 +110,16 @@ class HotPathDispatcher:
     def _litestar_serves(self, path: str) -> bool:
         return _head(path) in self.litestar_heads or path.rstrip("/") in self.routes
 
+    def _by_prefix(self, path: str) -> ASGIHandler | None:
+        for prefix, handler in self.prefixes:
+            if path.startswith(prefix):
+                return handler
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self.routes.get(scope["path"]) if scope["type"] == "http" else None
+        if handler is None and scope["type"] == "http":
+            handler = self._by_prefix(scope["path"])
         if handler is None:
             if scope["type"] == "http" and not self._litestar_serves(scope["path"]):
                 await _answer_unknown(scope, send)

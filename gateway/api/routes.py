@@ -1,20 +1,22 @@
-"""The routed API: six POST endpoints of both dialects, each one `RoutedEndpoint`, and the list
-of models. Served as raw ASGI handlers mounted in the Litestar app (and dispatched directly by
-`hot_paths.HotPathDispatcher`)."""
+"""The routed API: six POST endpoints of both dialects, each one `RoutedEndpoint`, and the
+models (list and one model). Served as raw ASGI handlers mounted in the Litestar app and
+dispatched directly by `hot_paths.HotPathDispatcher` (`hot_routes`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from litestar.handlers import asgi
 
 from gateway.api.asgi_io import Receive, Scope, Send
 from gateway.api.endpoint import RoutedEndpoint
-from gateway.api.models_route import models_handler
+from gateway.api.hot_paths import ASGIHandler
+from gateway.api.models_route import MODEL_ROUTE, ROUTE, models_handler
 from gateway.providers.adapters import Endpoint
 from gateway.runtime import Gateway
 
-__all__ = ["ROUTED", "api_handlers"]
+__all__ = ["ROUTED", "api_handlers", "hot_routes"]
 
 ROUTED: dict[str, Endpoint] = {
     "/v1/chat/completions": Endpoint.CHAT,
@@ -40,3 +42,13 @@ def _handler(gw: Gateway, path: str, endpoint: Endpoint) -> Any:
 def api_handlers(gw: Gateway) -> list[Any]:
     """The Litestar route handlers of the API, bound to `gw`."""
     return [*(_handler(gw, path, ep) for path, ep in ROUTED.items()), models_handler(gw)]
+
+
+def hot_routes(handlers: Iterable[Any]) -> dict[str, ASGIHandler]:
+    """Path -> raw handler for the dispatcher: every path of `handlers` (from `api_handlers`),
+    and `MODEL_ROUTE`, which only the dispatcher serves (see models_route)."""
+    routes: dict[str, ASGIHandler] = {
+        path: handler.fn for handler in handlers for path in handler.paths
+    }
+    routes[MODEL_ROUTE] = routes[ROUTE]
+    return routes

@@ -7,7 +7,8 @@ to its last four characters. Call sites never log secrets; this is the last line
 
 An access line (`log_request`) carries ids only: the request id, the trace id, the client key
 id, the model alias, the deployment (provider/model), the upstream key id (the configured id,
-never the key), the number of attempts, the status, the latency and the tokens.
+never the key), the number of attempts, the status, the latency and the tokens, and Keyway's
+error code when the request failed (`error=upstream_cut` on a stream cut after its 200 went out).
 """
 
 from __future__ import annotations
@@ -119,6 +120,19 @@ class AccessRecord(msgspec.Struct, kw_only=True):
 _ACCESS_TEXT: Final = (
     "%s %s %d %.1fms request_id=%s model=%s deployment=%s key=%s attempts=%d tokens=%d/%d"
 )
+_ACCESS_TEXT_ERROR: Final = _ACCESS_TEXT + " error=%s"
+
+
+def _text_line(record: AccessRecord, model: str) -> tuple[str, tuple[Any, ...]]:
+    """The text access line's format and arguments: ` error=<code>` only when there is one."""
+    args = (
+        record.method, record.route, record.status, record.latency_ms, record.request_id,
+        model or "-", record.deployment or "-", record.key_id or "-", record.attempts,
+        record.tokens_in, record.tokens_out,
+    )  # fmt: skip
+    if record.error:
+        return _ACCESS_TEXT_ERROR, (*args, record.error)
+    return _ACCESS_TEXT, args
 
 
 class _BatchedAccessLines:
@@ -149,11 +163,8 @@ class _BatchedAccessLines:
                     "pid": self._pid, "msg": "request"}  # fmt: skip
             self._pending.append(_encoder.encode({**head, **line}) + b"\n")
         else:
-            text = _ACCESS_TEXT % (
-                record.method, record.route, record.status, record.latency_ms, record.request_id,
-                model or "-", record.deployment or "-", record.key_id or "-", record.attempts,
-                record.tokens_in, record.tokens_out,
-            )  # fmt: skip
+            fmt, args = _text_line(record, model)
+            text = fmt % args
             stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
             self._pending.append(f"{stamp} INFO {ACCESS_LOGGER} {text}\n".encode())
         if self._scheduled:
@@ -199,21 +210,8 @@ def log_request(record: AccessRecord) -> None:
         _json_lines.write(record)
         return
     # the text arguments are only formatted by TextFormatter; JsonFormatter reads the record
-    _access.info(
-        _ACCESS_TEXT,
-        record.method,
-        record.route,
-        record.status,
-        record.latency_ms,
-        record.request_id,
-        record.model or "-",
-        record.deployment or "-",
-        record.key_id or "-",
-        record.attempts,
-        record.tokens_in,
-        record.tokens_out,
-        extra={"access": record},
-    )
+    fmt, args = _text_line(record, record.model)
+    _access.info(fmt, *args, extra={"access": record})
 
 
 def _timestamp(created: float) -> str:

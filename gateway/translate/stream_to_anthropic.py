@@ -1,7 +1,7 @@
 """An OpenAI chat chunk stream rewritten, chunk by chunk, as an Anthropic Messages event stream.
 
     OpenAI chunk                                 Anthropic event(s)
-    first chunk                             ->   message_start
+    first chunk                             ->   message_start (usage: the prompt's estimate)
     delta.content / delta.refusal           ->   content_block_start text (once), then
                                                  content_block_delta text_delta
     delta.tool_calls[k] first seen          ->   content_block_start tool_use {id, name, input: {}}
@@ -18,6 +18,10 @@ one call is done. So the first tool call (and the text) stream live; a tool call
 while another is open is held back whole and emitted as its own block (start, one delta, stop)
 once the open block closes, at the end of the message or when text resumes. The output is
 always well formed and nothing is lost; only a second parallel call arrives all at once.
+
+OpenAI reports usage only at the end, so ``message_start`` carries the caller's estimate of
+the prompt (``input_tokens``, as Anthropic's own message_start reports the prompt up front) and
+the final ``message_delta`` the upstream's real counts, which the SDKs take over the estimate.
 
 The stream only ends cleanly on ``[DONE]``: ``finish()`` before that means the upstream was cut,
 and the client gets an ``error`` event rather than a ``message_stop`` that would pass a
@@ -58,9 +62,13 @@ class _ToolCall:
 class OpenAIToAnthropicStream:
     """Feed it upstream OpenAI SSE bytes; it returns the Anthropic SSE bytes for the client."""
 
-    def __init__(self, model: str, *, max_event_bytes: int = MAX_SSE_EVENT_BYTES) -> None:
+    def __init__(
+        self, model: str, *, input_tokens: int = 0, max_event_bytes: int = MAX_SSE_EVENT_BYTES
+    ) -> None:
+        """``input_tokens``: the prompt's estimate, reported by ``message_start``."""
         self._parser = SSEParser(max_event_bytes)
         self._model = model
+        self._input_tokens = max(input_tokens, 0)
         self._started = False
         self._upstream_id = ""
         self._id = message_id("")
@@ -159,7 +167,7 @@ class OpenAIToAnthropicStream:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
+            "usage": {"input_tokens": self._input_tokens, "output_tokens": 0},
         }
         return encode_anthropic_event(
             "message_start", {"type": "message_start", "message": message}

@@ -1,7 +1,7 @@
 """An Anthropic Messages event stream rewritten, chunk by chunk, as an OpenAI chat chunk stream.
 
     Anthropic event                              OpenAI chunk(s)
-    message_start                           ->   delta {role: assistant, content: ""}
+    message_start                           ->   nothing yet (the id, the usage so far)
     content_block_start text (non-empty)    ->   delta {content}
     content_block_delta text_delta          ->   delta {content}
     content_block_start tool_use            ->   delta {tool_calls: [{index, id, type, function:
@@ -14,6 +14,12 @@
     error                                   ->   data: {"error": {...}}, and the stream ends
     an event too long to hold (see ``sse``) ->   data: {"error": {...}}, and the stream ends
     ping, content_block_stop, thinking      ->   nothing
+
+The first delta also carries ``role: assistant``, as OpenAI's first chunk does: with the text
+(``{role, content}``), or with the first tool call and ``content: null`` as OpenAI sends on a
+tool-call turn. An eager ``{role, content: ""}`` at message_start would tell a client that a
+tool-call turn has text (the AI SDK then emits an empty text part); an answer with neither text
+nor tool calls gets ``{role, content: ""}`` just before its finish_reason.
 
 A tool call's ``index`` is its position among the message's tool calls, so parallel calls keep
 distinct indexes. The stream only ends cleanly on ``message_stop``: ``finish()`` before that
@@ -73,6 +79,7 @@ class AnthropicToOpenAIStream:
         self._id = chat_completion_id("")
         self._usage: dict[str, Any] | None = None
         self._tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
+        self._role_sent = False  # a delta carrying role: assistant went out
         self._finished = False  # a finish_reason chunk went out
         self._completed = False
         self._failed = False
@@ -142,13 +149,13 @@ class AnthropicToOpenAIStream:
             self._id = chat_completion_id(message.get("id"))
             self._usage = {}
             self._add_usage(message.get("usage"))
-        return self._chunk({"role": "assistant", "content": ""})
+        return b""
 
     def _block_start(self, index: Any, block: Any) -> bytes:
         if not isinstance(block, dict):
             return b""
         if block.get("type") == "text" and block.get("text"):
-            return self._chunk({"content": block["text"]})
+            return self._delta({"content": block["text"]})
         if block.get("type") != "tool_use" or not isinstance(index, int):
             return b""
         position = self._tool_index[index] = len(self._tool_index)
@@ -158,25 +165,26 @@ class AnthropicToOpenAIStream:
             "type": "function",
             "function": {"name": block.get("name"), "arguments": ""},
         }
-        return self._chunk({"tool_calls": [call]})
+        return self._delta({"tool_calls": [call]})
 
     def _block_delta(self, index: Any, delta: Any) -> bytes:
         if not isinstance(delta, dict):
             return b""
         kind = delta.get("type")
         if kind == "text_delta" and delta.get("text"):
-            return self._chunk({"content": delta["text"]})
+            return self._delta({"content": delta["text"]})
         if kind == "input_json_delta" and delta.get("partial_json") and index in self._tool_index:
             call = {
                 "index": self._tool_index[index],
                 "function": {"arguments": delta["partial_json"]},
             }
-            return self._chunk({"tool_calls": [call]})
+            return self._delta({"tool_calls": [call]})
         return b""  # empty deltas, thinking, signatures and citations have no OpenAI field
 
     def _finish_reason(self, reason: str) -> bytes:
         self._finished = True
-        return self._chunk({}, reason)
+        out = b"" if self._role_sent else self._delta({"content": ""})
+        return out + self._chunk({}, reason)
 
     def _message_stop(self) -> bytes:
         out = b"" if self._finished else self._finish_reason("stop")
@@ -216,6 +224,13 @@ class AnthropicToOpenAIStream:
             "code": None,
         }
         return encode_openai_chunk({"error": error})
+
+    def _delta(self, delta: dict[str, Any]) -> bytes:
+        """A content or tool-call chunk; the first one also says ``role: assistant``."""
+        if self._role_sent:
+            return self._chunk(delta)
+        self._role_sent = True
+        return self._chunk({"role": "assistant", "content": None, **delta})
 
     def _chunk(self, delta: dict[str, Any], reason: str | None = None) -> bytes:
         return encode_openai_chunk(

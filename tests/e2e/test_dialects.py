@@ -7,6 +7,8 @@ tests/harness.py make_config); the fake provider answers tool requests with a to
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -191,6 +193,76 @@ def test_openai_sdk_tool_calls_on_an_anthropic_deployment(oai: openai.OpenAI) ->
     assert isinstance(json.loads(args), dict)
 
 
+def test_openai_sdk_streamed_tool_call_turn_has_no_text(oai: openai.OpenAI) -> None:
+    """As OpenAI streams a tool-call turn: the first chunk is {role, content: null, tool_calls};
+    a `content: ""` there makes the AI SDK emit an empty text part."""
+    streamed = [
+        c
+        for c in oai.chat.completions.create(
+            model="claude-haiku",
+            tools=[WEATHER_OPENAI],  # type: ignore[list-item]
+            messages=[{"role": "user", "content": "Weather in Paris?"}],
+            stream=True,
+        )
+        if c.choices
+    ]
+    first = streamed[0].choices[0].delta
+    assert first.role == "assistant" and first.tool_calls
+    assert first.content is None
+    assert all(c.choices[0].delta.content is None for c in streamed)
+
+
+def test_anthropic_sdk_stream_from_openai_reports_the_prompt_at_message_start(
+    claude: anthropic.Anthropic,
+) -> None:
+    """An OpenAI upstream counts tokens only at the end; message_start carries the estimate."""
+    events = list(
+        claude.messages.create(
+            model="gpt-4o-mini",
+            max_tokens=64,
+            messages=[{"role": "user", "content": "Hello there, how are you today?"}],
+            stream=True,
+        )
+    )
+    start, end = events[0], next(e for e in events if e.type == "message_delta")
+    assert start.type == "message_start" and start.message.usage.input_tokens > 0
+    assert end.usage.input_tokens is not None and end.usage.input_tokens > 0  # the real count
+
+
+def test_anthropic_sdk_lists_and_retrieves_models(claude: anthropic.Anthropic) -> None:
+    ids = [m.id for m in claude.models.list()]
+    assert ids == ["gpt-4o-mini", "renamed", "text-embedding-3-small", "claude-haiku"]
+    page = claude.models.list(limit=1)
+    assert [m.id for m in page.data] == ["gpt-4o-mini"]
+    assert (page.has_more, page.first_id, page.last_id) == (True, "gpt-4o-mini", "gpt-4o-mini")
+    assert [m.id for m in page.get_next_page().data] == ["renamed"]
+    model = claude.models.retrieve("claude-haiku")
+    assert (model.type, model.id, model.display_name) == ("model", "claude-haiku", "claude-haiku")
+    assert model.created_at.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    ("key", "alias"), [("sk-client-a", "nope"), ("sk-client-b", "claude-haiku")]
+)
+def test_anthropic_sdk_models_errors_keep_anthropic_shape(
+    gateway: Proc, key: str, alias: str
+) -> None:
+    other = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
+    with pytest.raises(anthropic.NotFoundError) as info:
+        other.models.retrieve(alias)
+    assert info.value.body == {
+        "type": "error",
+        "error": {
+            "type": "not_found_error",
+            "message": f"the model '{alias}' does not exist or this key may not use it",
+        },
+    }
+    bad = anthropic.Anthropic(base_url=gateway.url, api_key="sk-wrong", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as auth:
+        bad.models.list()
+    assert auth.value.body["type"] == "error"  # type: ignore[index]
+
+
 def test_anthropic_errors_keep_anthropic_shape(gateway: Proc) -> None:
     bad = anthropic.Anthropic(base_url=gateway.url, api_key="sk-wrong", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError) as info:
@@ -227,3 +299,38 @@ def test_a_cut_anthropic_stream_reaches_an_openai_client_as_an_error(
                 model="claude-haiku", messages=[{"role": "user", "content": "Hi"}], stream=True
             )
         )
+
+
+def access_line(gateway: Proc, request_id: str, timeout_s: float = 5.0) -> str:
+    """The access line of `request_id` in the gateway's log (written just after the response)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        lines = [
+            line
+            for line in gateway.log_tail(400).splitlines()
+            if "keyway.access" in line and f"request_id={request_id}" in line
+        ]
+        if lines or time.monotonic() > deadline:
+            assert lines, gateway.log_tail(40)
+            return lines[-1]
+        time.sleep(0.05)
+
+
+def test_a_cut_stream_is_logged_as_cut_with_the_tokens_charged(
+    oai: openai.OpenAI, fake: FakeControl, gateway: Proc
+) -> None:
+    """Its 200 went out before the cut, so the status stays 200; the line says it was cut and
+    what was charged (prompt estimate and streamed text: the usage chunk never came)."""
+    fake.fault("*", "cut", count=1)
+    with oai.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi there"}], stream=True
+    ) as response:
+        request_id = response.headers["x-request-id"]
+        with pytest.raises(openai.APIError):
+            list(response.parse())
+    line = access_line(gateway, request_id)
+    assert " POST /v1/chat/completions 200 " in line
+    assert line.endswith(" error=upstream_cut"), line
+    tokens = re.search(r" tokens=(-?\d+)/(-?\d+) ", line)
+    assert tokens is not None, line
+    assert int(tokens[1]) > 0 and int(tokens[2]) > 0, line

@@ -98,6 +98,25 @@ def test_models_lists_only_what_the_key_may_use(gateway: Proc) -> None:
     assert {m.id for m in b.models.list()} == {"text-embedding-3-small"}
 
 
+def test_models_retrieve_gives_one_alias(client: OpenAI) -> None:
+    model = client.models.retrieve("gpt-4o-mini")
+    assert (model.id, model.object, model.owned_by) == ("gpt-4o-mini", "model", "keyway")
+
+
+@pytest.mark.parametrize(
+    ("key", "alias"), [("sk-client-a", "gpt-9"), ("sk-client-b", "gpt-4o-mini")]
+)
+def test_models_retrieve_of_what_the_key_may_not_use_is_not_found(
+    gateway: Proc, key: str, alias: str
+) -> None:
+    """Unknown and not allowed look the same: a key never learns other keys' aliases."""
+    other = OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
+    with pytest.raises(openai.NotFoundError) as info:
+        other.models.retrieve(alias)
+    assert info.value.code == "model_not_found"
+    assert info.value.type == "invalid_request_error"
+
+
 def test_legacy_completions(client: OpenAI) -> None:
     done = client.completions.create(model="gpt-4o-mini", prompt="Once upon")
     assert done.choices[0].text

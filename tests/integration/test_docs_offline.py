@@ -37,6 +37,7 @@ PUBLIC_ENDPOINTS = [
     "/v1/embeddings",
     "/v1/responses",
     "/v1/models",
+    "/v1/models/{model_id}",
     "/v1/messages",
     "/v1/messages/count_tokens",
     "/livez",

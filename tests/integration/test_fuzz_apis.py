@@ -12,8 +12,9 @@ What fails a case:
 - a 503 saying Redis is unavailable (Redis is up: a script refused what the request carried);
 - a 401 although the request carried a valid key (the fuzzer must get past authentication);
 - on the public API: a status the spec does not list, an error body not in the dialect's shape
-  (OpenAI on /v1/chat|completions|embeddings|models|responses, Anthropic on /v1/messages*), or anything
-  but 405 for a method the route does not have.
+  (OpenAI on /v1/chat|completions|embeddings|models|responses, Anthropic on /v1/messages* and on
+  /v1/models* with an anthropic-version header), or anything but 405 for a method the route
+  does not have.
 
 To reach past the 404s the admin document gets examples naming objects of the test config (the
 examples phase sends each operation once with them) and path parameters name those objects half
@@ -139,13 +140,15 @@ def fuzz_config(base_url: str) -> schemathesis.Config:
     )
 
 
-def well_formed_error(path: str, content: bytes) -> bool:
-    """The body is the error object of the API `path` belongs to."""
+def well_formed_error(case: Case[Any], content: bytes) -> bool:
+    """The body is the error object of the API `case.path` belongs to, in its dialect."""
+    path = case.path
+    anthropic_version = any(name.lower() == "anthropic-version" for name in case.headers or {})
     shape: type[msgspec.Struct] = (
         AdminErrorBody
         if path.startswith("/admin")
         else AnthropicErrorBody
-        if path.startswith("/v1/messages")
+        if path.startswith("/v1/messages") or (path.startswith("/v1/models") and anthropic_version)
         else OpenAIErrorBody
     )
     try:
@@ -165,7 +168,7 @@ def check(api: str, case: Case[Any], headers: dict[str, str], status: int, conte
     where = repro(case, headers, status, content)
     assert status != 500, f"500 Internal Server Error\n{where}"
     if status >= 500:
-        assert well_formed_error(case.path, content), f"a {status} not in the error shape\n{where}"
+        assert well_formed_error(case, content), f"a {status} not in the error shape\n{where}"
         # Redis is up all along: a request that makes Keyway say otherwise broke a script
         assert not any(m in content for m in REDIS_DOWN), f"blamed on Redis\n{where}"
     if headers.get("authorization") in (f"Bearer {ADMIN_KEY}", f"Bearer {CLIENT_KEY}"):
@@ -314,7 +317,7 @@ def test_public_api_never_answers_500(case: Case[Any], public_gateway: Proc) -> 
     documented = case.operation.definition.raw["responses"]
     assert str(status) in documented, f"status {status} is not in the spec\n{where}"
     if status >= 400:
-        assert well_formed_error(case.path, content), f"error body not in the spec\n{where}"
+        assert well_formed_error(case, content), f"error body not in the spec\n{where}"
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
@@ -345,6 +348,7 @@ def test_fuzzers_reached_the_handlers() -> None:
         "POST /v1/embeddings",
         "POST /v1/responses",
         "GET /v1/models",
+        "GET /v1/models/{model_id}",
         "POST /v1/messages",
         "POST /v1/messages/count_tokens",
     }

@@ -89,3 +89,28 @@ def test_a_translated_responses_request_is_clamped_to_the_deployments_limit() ->
     deployment = _anthropic_deployment(max_output_tokens=1000)
     _, upstream = codec_for(request, deployment).request(request, deployment)
     assert msgspec.json.decode(upstream)["max_tokens"] == 1000
+
+
+def _openai_deployment() -> Deployment:
+    adapter = ProviderAdapter.from_config(
+        "oai", ProviderConfig(kind="openai", base_url="http://127.0.0.1:9/v1", keys=[])
+    )
+    pool = Pool(provider="oai", adapter=adapter, keys=(), by_id={})
+    return Deployment(alias="gpt", pool=pool, model="gpt-up", strategy="priority",
+                      price=None, max_output_tokens=None)  # fmt: skip
+
+
+def test_a_translated_messages_stream_starts_with_the_prompt_estimate() -> None:
+    """An OpenAI upstream reports usage only at the end: the Anthropic client's message_start
+    says the prompt estimate admission holds (a body's length / 4), not 0."""
+    body = msgspec.json.encode({"model": "gpt", "max_tokens": 64, "stream": True,
+                                "messages": [{"role": "user", "content": "Hello " * 200}]})  # fmt: skip
+    request = PARSERS[Endpoint.MESSAGES](Endpoint.MESSAGES, body, 1024)
+    deployment = _openai_deployment()
+    shaper = codec_for(request, deployment).stream(request, deployment)
+    chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-up",
+             "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}}]}  # fmt: skip
+    out = shaper.feed(b"data: " + msgspec.json.encode(chunk) + b"\n\n")
+    start = msgspec.json.decode(out.split(b"\n")[1].removeprefix(b"data: "))
+    assert start["type"] == "message_start"
+    assert start["message"]["usage"]["input_tokens"] == len(body) // 4 > 0

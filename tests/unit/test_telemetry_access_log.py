@@ -210,3 +210,41 @@ def test_granian_config_points_at_our_formatters() -> None:
         module, _, name = factory.rpartition(".")
         assert getattr(__import__(module, fromlist=[name]), name) is cls
         assert set(config["loggers"]) == {"_granian", "granian.access"}
+
+
+@pytest.fixture(params=["batched", "logging"])
+def text_lines(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[io.StringIO]:
+    """Text access lines into a buffer, by either writer: the batched one `configure_logging`
+    installs, or the `logging` path through TextFormatter."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    buffer = io.StringIO()
+    monkeypatch.setattr(access_log, "_json_lines", access_log._BatchedAccessLines())
+    try:
+        if request.param == "batched":
+            configure_logging("info", fmt="text", env={})
+            root.handlers[0].setStream(buffer)  # type: ignore[attr-defined]
+        else:
+            handler = logging.StreamHandler(buffer)
+            handler.setFormatter(TextFormatter())
+            root.handlers[:] = [handler]
+            root.setLevel(logging.INFO)
+        yield buffer
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        logging.getLogger(access_log.ACCESS_LOGGER).setLevel(logging.NOTSET)
+
+
+def test_the_text_line_names_the_error(text_lines: io.StringIO) -> None:
+    cut = AccessRecord(request_id="r1", route="/v1/chat/completions", status=200, latency_ms=5,
+                       model="gpt-4o-mini", attempts=1, tokens_in=21, tokens_out=6, stream=True,
+                       error="upstream_cut")  # fmt: skip
+    log_request(cut)
+    log_request(AccessRecord(request_id="r2", route="/v1/embeddings", status=200, latency_ms=1))
+    first, second = text_lines.getvalue().splitlines()
+    assert " keyway.access POST /v1/chat/completions 200 5.0ms request_id=r1 " in first
+    assert first.endswith(" tokens=21/6 error=upstream_cut")
+    assert second.endswith(" tokens=-1/-1")  # no error, no `error=`

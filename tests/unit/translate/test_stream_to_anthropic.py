@@ -215,3 +215,15 @@ def test_an_event_too_long_to_hold_ends_the_stream_with_an_error() -> None:
     ]
     assert not stream.completed
     assert stream.finish() == b""
+
+
+def test_message_start_reports_the_prompt_estimate_and_the_end_the_real_counts() -> None:
+    """OpenAI counts tokens only at the end; message_start carries the estimate it was given
+    (Anthropic's own reports the prompt there), message_delta the upstream's counts."""
+    stream = OpenAIToAnthropicStream("gpt-4o", input_tokens=321)
+    output = stream.feed(sample_bytes("openai_stream_unicode.sse")) + stream.finish()
+    (name, start), *_ = events(output)
+    assert name == "message_start"
+    assert start["message"]["usage"] == {"input_tokens": 321, "output_tokens": 0}  # type: ignore[index]
+    usage = anthropic_message_from_stream(output)["usage"]
+    assert (usage["input_tokens"], usage["output_tokens"]) == (276, 9)

@@ -218,3 +218,77 @@ def test_an_event_too_long_to_hold_ends_the_stream_with_an_error() -> None:
     ]
     assert not stream.completed
     assert stream.finish() == b""
+
+
+def anthropic_events(*events: dict[str, object]) -> bytes:
+    return b"".join(
+        b"event: " + str(e["type"]).encode() + b"\ndata: " + msgspec.json.encode(e) + b"\n\n"
+        for e in events
+    )
+
+
+MESSAGE_START = {
+    "type": "message_start",
+    "message": {"id": "msg_01T", "type": "message", "role": "assistant", "content": [],
+                "model": "claude-up", "usage": {"input_tokens": 12, "output_tokens": 1}},
+}  # fmt: skip
+TOOL_ONLY = anthropic_events(
+    MESSAGE_START,
+    {"type": "content_block_start", "index": 0,
+     "content_block": {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}},
+    {"type": "content_block_delta", "index": 0,
+     "delta": {"type": "input_json_delta", "partial_json": '{"city": "Paris"}'}},
+    {"type": "content_block_stop", "index": 0},
+    {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}},
+    {"type": "message_stop"},
+)  # fmt: skip
+
+
+def deltas(stream: bytes) -> list[object]:
+    return [
+        c["choices"][0]["delta"] for c in chunks(stream) if isinstance(c, dict) and c["choices"]
+    ]
+
+
+def test_a_tool_call_turn_says_no_text_as_openai_does() -> None:
+    """OpenAI's first chunk of a tool-call turn is {role, content: null, tool_calls}; an eager
+    `content: ""` would make a client (the AI SDK) emit an empty text part."""
+    output = run(partial(translator, False), [TOOL_ONLY])
+    first, *rest = deltas(output)
+    assert first == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"index": 0, "id": "toolu_1", "type": "function",
+                        "function": {"name": "get_weather", "arguments": ""}}],
+    }  # fmt: skip
+    assert all("role" not in d and "content" not in d for d in rest)  # type: ignore[operator]
+    message = openai_completion_from_stream(output)["choices"][0]["message"]
+    assert "content" not in message  # None: no text, as the non-streamed translation says
+    assert message["tool_calls"][0]["function"]["arguments"] == '{"city": "Paris"}'
+
+
+def test_a_text_turn_says_the_role_with_its_first_text() -> None:
+    output = run(partial(translator, False), [sample_bytes("anthropic_stream_unicode.sse")])
+    first, second = deltas(output)[:2]
+    assert first == {"role": "assistant", "content": "héllo "}
+    assert "role" not in second  # type: ignore[operator]
+
+
+def test_an_empty_answer_still_says_the_role_before_its_finish_reason() -> None:
+    empty = anthropic_events(
+        MESSAGE_START,
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+         "usage": {"output_tokens": 0}},
+        {"type": "message_stop"},
+    )  # fmt: skip
+    output = run(partial(translator, False), [empty])
+    assert deltas(output) == [{"role": "assistant", "content": ""}, {}]
+    assert chunks(output)[-2]["choices"][0]["finish_reason"] == "stop"  # type: ignore[index]
+    message = openai_completion_from_stream(output)["choices"][0]["message"]
+    assert (message["role"], message.get("content")) == ("assistant", "")
+
+
+def test_nothing_is_said_before_the_first_delta() -> None:
+    """message_start alone sends nothing: the role goes with whatever comes first."""
+    stream = translator(include_usage=False)
+    assert stream.feed(anthropic_events(MESSAGE_START, {"type": "ping"})) == b""
