@@ -79,7 +79,9 @@ _integration = {"ran": 0, "skipped": 0}
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if "tests/integration/" not in report.nodeid and "tests/e2e/" not in report.nodeid:
+    if not any(
+        tier in report.nodeid for tier in ("tests/integration/", "tests/e2e/", "tests/clients/")
+    ):
         return
     if (report.when == "call" and report.passed) or (report.when == "call" and report.failed):
         _integration["ran"] += 1

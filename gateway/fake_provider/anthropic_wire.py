@@ -3,7 +3,8 @@
 A streamed message follows api.anthropic.com's event order exactly: ``message_start``,
 ``content_block_start``, ``ping``, ``content_block_delta`` (``text_delta`` or
 ``input_json_delta``), ``content_block_stop``, ``message_delta``, ``message_stop``; each as
-``event: <type>\\ndata: <json>\\n\\n``.
+``event: <type>\\ndata: <json>\\n\\n``. An ``output_config.format`` of type ``json_schema`` (or
+the beta spelling ``output_format``) makes the text a JSON document.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "message_body",
     "message_events",
     "models_body",
+    "output_schema",
     "prompt_tokens",
 ]
 
@@ -59,6 +61,9 @@ class MessagesRequest(msgspec.Struct):
     stream: bool = False
     tools: list[ToolDefinition] | None = None
     tool_choice: ToolChoice | None = None
+    output_config: dict[str, Any] | None = None
+    output_format: dict[str, Any] | None = None
+    """The structured-outputs beta's spelling of ``output_config.format``."""
 
 
 def _chars(content: str | list[Block] | None) -> int:
@@ -92,6 +97,15 @@ def chosen_tool(request: MessagesRequest) -> ToolDefinition | None:
     if choice is not None and choice.type == "tool" and choice.name:
         return next((t for t in tools if t.name == choice.name), tools[0])
     return tools[0]
+
+
+def output_schema(request: MessagesRequest) -> dict[str, Any] | None:
+    """The JSON schema the answer must satisfy; None for text."""
+    output_format = (request.output_config or {}).get("format") or request.output_format
+    if not isinstance(output_format, dict) or output_format.get("type") != "json_schema":
+        return None
+    schema = output_format.get("schema")
+    return schema if isinstance(schema, dict) else {"type": "object"}
 
 
 # -- responses --------------------------------------------------------------------------------

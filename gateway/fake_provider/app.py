@@ -9,8 +9,9 @@
     /_fake/*                                           control API (see ``control.py``)
 
 Every API request passes the same pipeline: count it, wait ``latency_ms``, check the key,
-apply an injected fault (``x-fake-fault`` header first, then the key's, then ``"*"``'s), admit
-it into the key's rate-limit window, then answer or stream. Granian imports
+apply an injected fault (``x-fake-fault`` header first, then the key's, then ``"*"``'s), refuse
+it where the real vendor would (``vendor_checks.py``), admit it into the key's rate-limit
+window, then answer or stream. Granian imports
 ``gateway.fake_provider.app:app_from_env`` (a factory) in each worker.
 """
 

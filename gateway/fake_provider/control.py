@@ -7,6 +7,8 @@
     GET    /_fake/stats         {"total", "requests_by_key", "in_flight_by_key", "max_in_flight_by_key"}
     GET    /_fake/last_request  {"method", "path", "query", "headers", "body", "raw_body"}
                                 (credentials masked; raw_body: the body's text as sent)
+    GET    /_fake/requests      {"requests": [...]}: the last 64 requests in that shape, oldest
+                                first
     POST   /_fake/reset         forget stats, faults and rate-limit windows
     GET    /_fake/health        {"ok": true}
 
@@ -47,6 +49,7 @@ class ControlAPI:
             ("DELETE", "/_fake/faults"): self._clear_faults,
             ("GET", "/_fake/stats"): self._stats,
             ("GET", "/_fake/last_request"): self._last_request,
+            ("GET", "/_fake/requests"): self._requests,
             ("POST", "/_fake/reset"): self._reset,
             ("GET", "/_fake/health"): self._health,
         }
@@ -89,6 +92,9 @@ class ControlAPI:
         if last is None:
             return 404, {"error": "no request has reached the fake provider yet"}
         return 200, last.render()
+
+    def _requests(self, scope: Scope, body: bytes) -> tuple[int, Any]:
+        return 200, {"requests": [request.render() for request in self.ledger.recent]}
 
     def _reset(self, scope: Scope, body: bytes) -> tuple[int, Any]:
         self.ledger.clear()

@@ -40,8 +40,15 @@ class Dialect(Protocol):
         """Fresh headers for a JSON body outside the rate limits: content type and a new request id."""
         ...
 
-    def error_body(self, status: int, message: str | None = None) -> bytes:
-        """The error object for ``status`` (a stock message when none is given)."""
+    def error_body(
+        self,
+        status: int,
+        message: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> bytes:
+        """The error object for ``status`` (a stock message and code when none is given);
+        ``param`` and ``code`` only where the dialect has them."""
         ...
 
     def headers(self, snapshot: QuotaSnapshot) -> Headers:
@@ -113,9 +120,20 @@ class OpenAIDialect:
     def json_headers(self) -> Headers:
         return [JSON_CONTENT_TYPE, (b"x-request-id", new_id("req_").encode())]
 
-    def error_body(self, status: int, message: str | None = None) -> bytes:
-        kind, code, stock = _OPENAI_ERRORS.get(status, _OPENAI_ERRORS[500])
-        error = {"message": message or stock, "type": kind, "param": None, "code": code}
+    def error_body(
+        self,
+        status: int,
+        message: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> bytes:
+        kind, stock_code, stock = _OPENAI_ERRORS.get(status, _OPENAI_ERRORS[500])
+        error = {
+            "message": message or stock,
+            "type": kind,
+            "param": param,
+            "code": code or stock_code,
+        }
         return _encoder.encode({"error": error})
 
     def headers(self, snapshot: QuotaSnapshot) -> Headers:
@@ -142,7 +160,13 @@ class AnthropicDialect:
     def json_headers(self) -> Headers:
         return [JSON_CONTENT_TYPE, (b"request-id", new_id("req_").encode())]
 
-    def error_body(self, status: int, message: str | None = None) -> bytes:
+    def error_body(
+        self,
+        status: int,
+        message: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> bytes:
         kind, stock = _ANTHROPIC_ERRORS.get(status, _ANTHROPIC_ERRORS[500])
         return _encoder.encode(
             {"type": "error", "error": {"type": kind, "message": message or stock}}
@@ -176,10 +200,13 @@ async def send_error(
     status: int,
     message: str | None = None,
     headers: Headers | None = None,
+    *,
+    param: str | None = None,
+    code: str | None = None,
 ) -> None:
     """Send the error object of ``dialect`` for ``status``, with ``headers`` if given."""
     if headers is None:
         headers = dialect.json_headers()
     else:
         headers.append(JSON_CONTENT_TYPE)
-    await send_body(send, status, headers, dialect.error_body(status, message))
+    await send_body(send, status, headers, dialect.error_body(status, message, param, code))

@@ -2,7 +2,10 @@
 
 Every answer is admitted into the key's rate-limit window first (a full window answers 429
 with ``retry-after``), then sent whole or streamed one event per ASGI message. Refusals
-(400 on a malformed body) carry the same rate-limit headers as answers, as upstream's do.
+(400 on a malformed body, or on one the vendor would refuse: ``vendor_checks.py``) carry the
+same rate-limit headers as answers, as upstream's do. The answer is a tool call while the
+request offers tools and the turn is the user's (``chosen_tool``), else a JSON document when
+it asks for structured output, else text.
 The faults that let a request through shape its answer here: ``"cut"`` drops it half-way,
 ``"hostile_headers"`` spoils its rate-limit headers, ``"long_stream"`` sets its length and pace.
 """
@@ -27,8 +30,22 @@ from gateway.fake_provider.asgi import (
 from gateway.fake_provider.dialect import ANTHROPIC, Dialect, send_error
 from gateway.fake_provider.faults import Fault, hostile
 from gateway.fake_provider.quota import QuotaBook
-from gateway.fake_provider.reply import Reply, ToolAnswer, new_id, text_reply, tool_answer
+from gateway.fake_provider.reply import (
+    Reply,
+    ToolAnswer,
+    json_reply,
+    new_id,
+    text_reply,
+    tool_answer,
+)
 from gateway.fake_provider.settings import FakeSettings
+from gateway.fake_provider.vendor_checks import (
+    Refusal,
+    check_anthropic_roles,
+    check_chat,
+    check_messages,
+    check_responses,
+)
 
 __all__ = ["Call", "Endpoints"]
 
@@ -68,7 +85,14 @@ class Endpoints:
         self._openai_models = openai_wire.models_body(settings.models)
         self._anthropic_models = anthropic_wire.models_body(settings.models)
 
-    async def refuse(self, call: Call, status: int, message: str | None = None) -> None:
+    async def refuse(
+        self,
+        call: Call,
+        status: int,
+        message: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
         """An error in the call's dialect, with the key's current rate-limit headers."""
         await send_error(
             call.send,
@@ -76,7 +100,16 @@ class Endpoints:
             status,
             message,
             call.dialect.headers(self.quota.peek(call.key)),
+            param=param,
+            code=code,
         )
+
+    async def _refused(self, call: Call, refusal: Refusal | None) -> bool:
+        """Send the 400 of a vendor check that failed; False when there is none."""
+        if refusal is None:
+            return False
+        await self.refuse(call, 400, refusal.message, refusal.param, refusal.code)
+        return True
 
     def _chunks_of(self, call: Call) -> int:
         """Content deltas in the answer: the fault ``"long_stream"``'s, else the settings'."""
@@ -125,14 +158,19 @@ class Endpoints:
         if not model or not request.messages:
             await self.refuse(call, 400, "you must provide a model and messages")
             return
+        if await self._refused(call, check_chat(request, model)):
+            return
         prompt_tokens = openai_wire.chat_prompt_tokens(request)
         tool = openai_wire.chosen_tool(request)
+        schema = openai_wire.output_schema(request)
         answer: Reply | ToolAnswer
-        if tool is None:
+        if tool is not None:
+            answer = tool_answer(tool.name, tool.parameters, self._chunks_of(call))
+        elif schema is not None:
+            answer = json_reply(schema, self._chunks_of(call))
+        else:
             limit = request.max_completion_tokens or request.max_tokens
             answer = text_reply(call.key, self._chunks_of(call), limit)
-        else:
-            answer = tool_answer(tool.name, tool.parameters, self._chunks_of(call))
         id_, created = new_id("chatcmpl-"), int(time.time())
         tokens = prompt_tokens + answer.completion_tokens
         if request.stream:
@@ -183,17 +221,22 @@ class Endpoints:
         if not model:
             await self.refuse(call, 400, "you must provide a model parameter")
             return
+        if await self._refused(call, check_responses(request)):
+            return
         prompt_tokens = responses_wire.input_tokens(request)
         try:
             function = responses_wire.chosen_function(request)
         except ValueError as exc:
             await self.refuse(call, 400, str(exc))
             return
+        schema = responses_wire.output_schema(request)
         answer: Reply | ToolAnswer
-        if function is None:
-            answer = text_reply(call.key, self._chunks_of(call), request.max_output_tokens)
-        else:
+        if function is not None:
             answer = tool_answer(function.name, function.parameters, self._chunks_of(call))
+        elif schema is not None:
+            answer = json_reply(schema, self._chunks_of(call))
+        else:
+            answer = text_reply(call.key, self._chunks_of(call), request.max_output_tokens)
         tokens = prompt_tokens + answer.completion_tokens
         if request.stream:
             events = responses_wire.response_events(model, request, prompt_tokens, answer)
@@ -213,16 +256,18 @@ class Endpoints:
         request = await self._decode(call, _messages_decoder)
         if request is None:
             return
-        if not request.model or not request.messages or request.max_tokens is None:
-            await self.refuse(call, 400, "model, messages and max_tokens are required")
+        if await self._refused(call, check_messages(request)):
             return
         input_tokens = anthropic_wire.prompt_tokens(request)
         tool = anthropic_wire.chosen_tool(request)
+        schema = anthropic_wire.output_schema(request)
         answer: Reply | ToolAnswer
-        if tool is None:
-            answer = text_reply(call.key, self._chunks_of(call), request.max_tokens)
-        else:
+        if tool is not None:
             answer = tool_answer(tool.name, tool.input_schema, self._chunks_of(call))
+        elif schema is not None:
+            answer = json_reply(schema, self._chunks_of(call))
+        else:
+            answer = text_reply(call.key, self._chunks_of(call), request.max_tokens)
         id_ = new_id("msg_")
         tokens = input_tokens + answer.completion_tokens
         if request.stream:
@@ -235,7 +280,7 @@ class Endpoints:
     async def count_tokens(self, call: Call) -> None:
         """``{"input_tokens": n}``; counting is free, so it stays outside the windows."""
         request = await self._decode(call, _messages_decoder)
-        if request is None:
+        if request is None or await self._refused(call, check_anthropic_roles(request.messages)):
             return
         body = _encoder.encode({"input_tokens": anthropic_wire.prompt_tokens(request)})
         await send_body(call.send, 200, ANTHROPIC.json_headers(), body)

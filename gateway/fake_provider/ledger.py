@@ -1,12 +1,14 @@
-"""What reached the fake provider: requests and concurrency per masked key, and the last request.
+"""What reached the fake provider: requests and concurrency per masked key, and the last requests.
 
 Secrets never leave this module whole: keys are recorded under their last 8 characters, and
-the credential headers of the last request are cut to their last 8 characters when shown.
-The last request is kept raw and only rendered when asked for, to keep the hot path cheap.
+the credential headers of a recorded request are cut to their last 8 characters when shown.
+The last ``RECENT`` requests are kept raw and only rendered when asked for, to keep the hot
+path cheap; an agent's loop (a tool call, then its result) fits in them whole.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,9 +16,12 @@ import msgspec
 
 from gateway.fake_provider.faults import mask_secret
 
-__all__ = ["SECRET_HEADERS", "Ledger", "RecordedRequest"]
+__all__ = ["RECENT", "SECRET_HEADERS", "Ledger", "RecordedRequest"]
 
 SECRET_HEADERS: frozenset[str] = frozenset({"authorization", "x-api-key", "api-key"})
+
+RECENT = 64
+"""How many of the latest requests ``GET /_fake/requests`` shows."""
 
 _decoder = msgspec.json.Decoder()
 
@@ -61,12 +66,17 @@ class Ledger:
         self.requests_by_key: dict[str, int] = {}
         self.in_flight_by_key: dict[str, int] = {}
         self.max_in_flight_by_key: dict[str, int] = {}
-        self.last_request: RecordedRequest | None = None
+        self.recent: deque[RecordedRequest] = deque(maxlen=RECENT)
+
+    @property
+    def last_request(self) -> RecordedRequest | None:
+        """The latest request to arrive, if any since the last :meth:`clear`."""
+        return self.recent[-1] if self.recent else None
 
     def begin(self, masked_key: str, request: RecordedRequest) -> None:
         """A request arrived; it is in flight until :meth:`end`."""
         self.total += 1
-        self.last_request = request
+        self.recent.append(request)
         if not masked_key:
             return
         self.requests_by_key[masked_key] = self.requests_by_key.get(masked_key, 0) + 1
@@ -95,4 +105,4 @@ class Ledger:
         self.requests_by_key.clear()
         self.max_in_flight_by_key = {k: v for k, v in self.in_flight_by_key.items() if v}
         self.in_flight_by_key = {k: v for k, v in self.in_flight_by_key.items() if v}
-        self.last_request = None
+        self.recent.clear()

@@ -3,6 +3,7 @@
 Shapes follow what api.openai.com sends: chat completions (text or ``tool_calls``), their
 ``chat.completion.chunk`` streams (role chunk, content deltas, finish chunk, optional usage
 chunk with ``choices: []``, then ``[DONE]``), legacy ``text_completion``, embeddings and models.
+A ``response_format`` of type ``json_schema`` or ``json_object`` makes the text a JSON document.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ __all__ = [
     "completion_body",
     "completion_chunks",
     "embeddings_body",
+    "message_text",
     "models_body",
+    "output_schema",
     "prompt_tokens_of",
 ]
 
@@ -57,6 +60,7 @@ class ChatMessage(msgspec.Struct):
 class FunctionSpec(msgspec.Struct):
     name: str
     parameters: dict[str, Any] | None = None
+    strict: bool | None = None
 
 
 class ToolSpec(msgspec.Struct):
@@ -88,6 +92,8 @@ class ChatRequest(msgspec.Struct):
     tool_choice: str | NamedToolChoice | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
+    user: str | None = None
+    response_format: dict[str, Any] | None = None
 
 
 class CompletionRequest(msgspec.Struct):
@@ -107,14 +113,28 @@ class EmbeddingRequest(msgspec.Struct):
 
 def chat_prompt_tokens(request: ChatRequest) -> int:
     """The fake token count of every message's text."""
-    chars = 0
-    for message in request.messages:
-        content = message.content
-        if isinstance(content, str):
-            chars += len(content)
-        elif content:
-            chars += sum(len(part.text or "") for part in content)
-    return estimate_tokens(chars)
+    return estimate_tokens(sum(len(message_text(message)) for message in request.messages))
+
+
+def message_text(message: ChatMessage) -> str:
+    """The text of a message, its parts joined."""
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return "".join(part.text or "" for part in content or ())
+
+
+def output_schema(request: ChatRequest) -> dict[str, Any] | None:
+    """The JSON schema the answer must satisfy (``json_object``: any object); None for text."""
+    response_format = request.response_format or {}
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind != "json_schema":
+        return None
+    spec = response_format.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    return schema if isinstance(schema, dict) else {"type": "object"}
 
 
 def prompt_tokens_of(prompt: Any) -> int:

@@ -2,7 +2,8 @@
 
 The reply names the last four characters of the upstream key that was used, so a test can
 tell which key the gateway chose from the answer alone. One word is one token; the streamed
-deltas concatenate to exactly the non-streamed text.
+deltas concatenate to exactly the non-streamed text. A request that asks for structured output
+gets instead the smallest JSON document its schema accepts (``schema_value.py``).
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ from typing import Any
 
 import msgspec
 
+from gateway.fake_provider.schema_value import document_for
+
 __all__ = [
     "Reply",
     "ToolAnswer",
     "embedding_vector",
     "encode_embedding",
     "estimate_tokens",
+    "json_reply",
     "new_id",
     "text_reply",
     "tool_answer",
@@ -105,6 +109,15 @@ def text_reply(key: str, stream_chunks: int, max_tokens: int | None = None) -> R
         _replies.clear()
     _replies[cache_key] = reply
     return reply
+
+
+def json_reply(schema: Mapping[str, Any], stream_chunks: int) -> Reply:
+    """The answer to a request for structured output: a JSON document ``schema`` accepts."""
+    text = _encoder.encode(document_for(schema)).decode()
+    pieces = _split(list(text), stream_chunks)
+    return Reply(
+        pieces=pieces, text=text, completion_tokens=estimate_tokens(len(text)), truncated=False
+    )
 
 
 def _fake_value(schema: Mapping[str, Any]) -> Any:

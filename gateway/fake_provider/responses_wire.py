@@ -14,7 +14,8 @@ typed events, each sent as ``event: <type>`` plus a ``data:`` object carrying th
 An answer cut by ``max_output_tokens`` is ``status: "incomplete"`` and its stream ends with
 ``response.incomplete``. With function tools the fake calls one (a ``function_call`` item, its
 arguments streamed as ``response.function_call_arguments.delta``), unless the input ends with
-a ``function_call_output``: then it answers in text, which ends an agent loop.
+a ``function_call_output``: then it answers in text, which ends an agent loop. A
+``text.format`` of type ``json_schema`` or ``json_object`` makes that text a JSON document.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "ResponsesRequest",
     "chosen_function",
     "input_tokens",
+    "output_schema",
     "response_body",
     "response_events",
 ]
@@ -57,6 +59,7 @@ class ResponsesRequest(msgspec.Struct):
     temperature: float | None = None
     top_p: float | None = None
     user: str | None = None
+    text: dict[str, Any] | None = None
 
 
 class FunctionTool(msgspec.Struct):
@@ -102,6 +105,18 @@ def chosen_function(request: ResponsesRequest) -> FunctionTool | None:
     if isinstance(choice, dict) and choice.get("type") == "function":
         return next((f for f in functions if f.name == choice.get("name")), functions[0])
     return functions[0]
+
+
+def output_schema(request: ResponsesRequest) -> dict[str, Any] | None:
+    """The JSON schema the answer must satisfy (``json_object``: any object); None for text."""
+    text_format = (request.text or {}).get("format")
+    kind = text_format.get("type") if isinstance(text_format, dict) else None
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind != "json_schema" or not isinstance(text_format, dict):
+        return None
+    schema = text_format.get("schema")
+    return schema if isinstance(schema, dict) else {"type": "object"}
 
 
 # -- responses --------------------------------------------------------------------------------
@@ -175,7 +190,7 @@ def _response(
         "service_tier": "default",
         "store": True if request.store is None else request.store,
         "temperature": 1.0 if request.temperature is None else request.temperature,
-        "text": {"format": {"type": "text"}},
+        "text": request.text or {"format": {"type": "text"}},
         "tool_choice": "auto" if request.tool_choice is None else request.tool_choice,
         "tools": request.tools or [],
         "top_p": 1.0 if request.top_p is None else request.top_p,

@@ -21,7 +21,10 @@ from gateway.fake_provider import asgi as asgi_module
 from gateway.fake_provider.app import create_app
 from gateway.fake_provider.asgi import read_body
 from gateway.fake_provider.dialect import go_duration
+from gateway.fake_provider.ledger import RECENT
+from gateway.fake_provider.schema_value import document_for
 from gateway.fake_provider.settings import FakeSettings
+from gateway.translate.output_limits import known_max_output_tokens
 from tests.harness import start_fake_provider
 
 KEY = "sk-test-0123456789abcdef"
@@ -660,6 +663,342 @@ async def test_count_tokens(client: httpx.AsyncClient) -> None:
         "/v1/messages/count_tokens", json=MESSAGES, headers=anthropic_headers()
     )
     assert response.json() == {"input_tokens": len("Say hello.") // 4 + 1}
+
+
+# -- what the vendors refuse ------------------------------------------------------------------
+
+
+async def openai_error(client: httpx.AsyncClient, path: str, request: dict[str, Any]) -> Any:
+    response = await client.post(path, json=request, headers=openai_headers())
+    assert response.status_code == 400, response.text
+    assert "x-ratelimit-remaining-requests" in response.headers
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    return error
+
+
+async def anthropic_error(client: httpx.AsyncClient, path: str, request: dict[str, Any]) -> str:
+    response = await client.post(path, json=request, headers=anthropic_headers())
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+    message: str = body["error"]["message"]
+    return message
+
+
+async def test_openai_user_longer_than_64_characters_is_refused(client: httpx.AsyncClient) -> None:
+    error = await openai_error(client, "/v1/chat/completions", {**CHAT, "user": "u" * 65})
+    assert (error["param"], error["code"]) == ("user", "string_above_max_length")
+    assert "maximum length 64, but got a string with length 65" in error["message"]
+    response = await client.post(
+        "/v1/chat/completions", json={**CHAT, "user": "u" * 64}, headers=openai_headers()
+    )
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+async def test_openai_output_limit_above_the_models_is_refused(
+    client: httpx.AsyncClient, field: str
+) -> None:
+    assert known_max_output_tokens("gpt-4o-mini") == 16384
+    error = await openai_error(client, "/v1/chat/completions", {**CHAT, field: 16385})
+    assert (error["param"], error["code"]) == (field, "invalid_value")
+    assert error["message"].startswith(f"{field} is too large: 16385.")
+    assert "at most 16384 completion tokens" in error["message"]
+    for model, value in (("gpt-4o-mini", 16384), ("a-model-of-my-own", 10**6)):
+        response = await client.post(
+            "/v1/chat/completions", json={**CHAT, "model": model, field: value},
+            headers=openai_headers(),
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+
+
+async def test_anthropic_refuses_a_system_turn_and_roles_it_does_not_know(
+    client: httpx.AsyncClient,
+) -> None:
+    system_turn = {**MESSAGES, "messages": [{"role": "system", "content": "Be brief."},
+                                            *MESSAGES["messages"]]}  # type: ignore[misc]  # fmt: skip
+    message = await anthropic_error(client, "/v1/messages", system_turn)
+    assert message.startswith('messages: Unexpected role "system".')
+    assert "top-level `system` parameter" in message
+    counted = await anthropic_error(client, "/v1/messages/count_tokens", system_turn)
+    assert counted == message
+    tool_turn = {**MESSAGES, "messages": [*MESSAGES["messages"], {"role": "tool", "content": "x"}]}  # type: ignore[misc]
+    assert await anthropic_error(client, "/v1/messages", tool_turn) == (
+        "messages.1.role: Input should be 'user' or 'assistant'"
+    )
+    top_level = {**MESSAGES, "system": "Be brief."}
+    response = await client.post("/v1/messages", json=top_level, headers=anthropic_headers())
+    assert response.status_code == 200
+
+
+async def test_anthropic_refuses_a_request_without_max_tokens_or_above_the_models_limit(
+    client: httpx.AsyncClient,
+) -> None:
+    request = {k: v for k, v in MESSAGES.items() if k != "max_tokens"}
+    assert await anthropic_error(client, "/v1/messages", request) == "max_tokens: Field required"
+    assert known_max_output_tokens("claude-haiku-4-5") == 64000
+    assert await anthropic_error(client, "/v1/messages", {**MESSAGES, "max_tokens": 64001}) == (
+        "max_tokens: 64001 > 64000, which is the maximum allowed number of output tokens for "
+        "claude-haiku-4-5"
+    )
+    for model, value in (("claude-haiku-4-5", 64000), ("a-model-of-my-own", 10**6)):
+        response = await client.post(
+            "/v1/messages", json={**MESSAGES, "model": model, "max_tokens": value},
+            headers=anthropic_headers(),
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+
+
+STRICT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string"},
+        "days": {"type": "array", "items": {"$ref": "#/$defs/Day"}},
+        "sky": {"enum": ["clear", "cloudy"]},
+    },
+    "required": ["city", "days", "sky"],
+    "additionalProperties": False,
+    "$defs": {
+        "Day": {
+            "type": "object",
+            "properties": {"warm": {"type": "boolean"}, "high": {"type": ["integer", "null"]}},
+            "required": ["warm", "high"],
+            "additionalProperties": False,
+        }
+    },
+}
+STRICT_DOCUMENT = {"city": "x", "days": [{"warm": True, "high": 1}], "sky": "clear"}
+"""The smallest document STRICT_SCHEMA accepts."""
+JSON_SCHEMA_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {"name": "forecast", "schema": STRICT_SCHEMA, "strict": True},
+}
+
+
+async def test_chat_json_schema_format_answers_a_document_of_the_schema(
+    client: httpx.AsyncClient,
+) -> None:
+    request = {**CHAT, "response_format": JSON_SCHEMA_FORMAT}
+    body = (
+        await client.post("/v1/chat/completions", json=request, headers=openai_headers())
+    ).json()
+    choice = body["choices"][0]
+    assert choice["finish_reason"] == "stop"
+    assert msgspec.json.decode(choice["message"]["content"]) == STRICT_DOCUMENT
+    chunks = sse_data(
+        (
+            await client.post(
+                "/v1/chat/completions", json={**request, "stream": True}, headers=openai_headers()
+            )
+        ).text
+    )
+    pieces = [c["choices"][0]["delta"].get("content") for c in chunks[1:-2]]
+    assert len(pieces) > 1 and "".join(pieces) == choice["message"]["content"]
+
+
+async def test_chat_json_object_format_answers_an_object_when_the_messages_say_json(
+    client: httpx.AsyncClient,
+) -> None:
+    json_mode = {"type": "json_object"}
+    error = await openai_error(
+        client, "/v1/chat/completions", {**CHAT, "response_format": json_mode}
+    )
+    assert error["param"] == "messages" and "must contain the word 'json'" in error["message"]
+    asked = {"role": "user", "content": [{"type": "text", "text": "Answer in JSON."}]}
+    request = {**CHAT, "messages": [asked], "response_format": json_mode}
+    body = (
+        await client.post("/v1/chat/completions", json=request, headers=openai_headers())
+    ).json()
+    assert body["choices"][0]["message"]["content"] == "{}"
+
+
+async def test_strict_schemas_strict_mode_refuses_are_refused(client: httpx.AsyncClient) -> None:
+    open_day = {**STRICT_SCHEMA["$defs"]["Day"], "additionalProperties": True}  # type: ignore[index]
+    loose = {**STRICT_SCHEMA, "$defs": {"Day": open_day}}
+    spec = {"name": "forecast", "schema": loose, "strict": True}
+    error = await openai_error(
+        client, "/v1/chat/completions", {**CHAT, "response_format": {"type": "json_schema", "json_schema": spec}}
+    )  # fmt: skip
+    assert error["param"] == "response_format"
+    assert error["message"] == (
+        "Invalid schema for response_format 'forecast': In context=('$defs', 'Day'), "
+        "'additionalProperties' is required to be supplied and to be false."
+    )
+    optional = {**STRICT_SCHEMA, "required": ["city", "days"]}
+    error = await openai_error(
+        client, "/v1/responses",
+        {**RESPONSES, "text": {"format": {"type": "json_schema", "name": "forecast",
+                                          "schema": optional, "strict": True}}},
+    )  # fmt: skip
+    assert error["param"] == "text.format.schema"
+    assert error["message"].endswith(
+        "'required' is required to be supplied and to be an array including every key in "
+        "properties. Missing 'sky'."
+    )
+    strict_tool = {"type": "function", "function": {**WEATHER_TOOL["function"], "strict": True}}  # type: ignore[dict-item]
+    error = await openai_error(client, "/v1/chat/completions", {**CHAT, "tools": [strict_tool]})
+    assert error["param"] == "tools" and error["code"] == "invalid_function_parameters"
+    assert error["message"].startswith("Invalid schema for function 'get_weather':")
+    # the same schemas without strict mode are taken as they are
+    for path, request in (
+        ("/v1/chat/completions", {**CHAT, "response_format": {"type": "json_schema",
+                                                              "json_schema": {**spec, "strict": False}}}),
+        ("/v1/chat/completions", {**CHAT, "tools": [WEATHER_TOOL]}),
+        ("/v1/responses", {**RESPONSES, "text": {"format": {"type": "json_schema", "name": "f",
+                                                            "schema": optional}}}),
+    ):  # fmt: skip
+        response = await client.post(path, json=request, headers=openai_headers())
+        assert response.status_code == 200, response.text
+
+
+async def test_responses_text_format_answers_a_document_and_is_echoed(
+    client: httpx.AsyncClient,
+) -> None:
+    text = {"format": {"type": "json_schema", "name": "forecast", "schema": STRICT_SCHEMA,
+                       "strict": True}}  # fmt: skip
+    request = {**RESPONSES, "text": text}
+    body = (await client.post("/v1/responses", json=request, headers=openai_headers())).json()
+    assert body["text"] == text
+    [message] = body["output"]
+    document = message["content"][0]["text"]
+    assert msgspec.json.decode(document) == STRICT_DOCUMENT
+    events = sse_events(
+        (
+            await client.post(
+                "/v1/responses", json={**request, "stream": True}, headers=openai_headers()
+            )
+        ).text
+    )
+    deltas = [d["delta"] for n, d in events if n == "response.output_text.delta"]
+    assert len(deltas) > 1 and "".join(deltas) == document
+    json_mode = {**RESPONSES, "text": {"format": {"type": "json_object"}}}
+    body = (await client.post("/v1/responses", json=json_mode, headers=openai_headers())).json()
+    assert body["output"][0]["content"][0]["text"] == "{}"
+
+
+@pytest.mark.parametrize("spelling", ["output_config", "output_format"])
+async def test_anthropic_output_format_answers_a_document_of_the_schema(
+    client: httpx.AsyncClient, spelling: str
+) -> None:
+    output_format = {"type": "json_schema", "schema": STRICT_SCHEMA}
+    field = {"format": output_format} if spelling == "output_config" else output_format
+    request = {**MESSAGES, spelling: field}
+    body = (await client.post("/v1/messages", json=request, headers=anthropic_headers())).json()
+    assert body["stop_reason"] == "end_turn"
+    [block] = body["content"]
+    assert block["type"] == "text" and msgspec.json.decode(block["text"]) == STRICT_DOCUMENT
+    events = sse_events(
+        (
+            await client.post(
+                "/v1/messages", json={**request, "stream": True}, headers=anthropic_headers()
+            )
+        ).text
+    )
+    deltas = [d["delta"]["text"] for n, d in events if n == "content_block_delta"]
+    assert len(deltas) > 1 and "".join(deltas) == block["text"]
+
+
+async def test_a_tool_call_comes_before_the_structured_answer(client: httpx.AsyncClient) -> None:
+    """An agent with tools and an output type: the fake calls the tool, then answers the schema."""
+    request = {**CHAT, "tools": [WEATHER_TOOL], "response_format": JSON_SCHEMA_FORMAT}
+    body = (
+        await client.post("/v1/chat/completions", json=request, headers=openai_headers())
+    ).json()
+    [call] = body["choices"][0]["message"]["tool_calls"]
+    follow_up = {
+        **request,
+        "messages": [
+            *CHAT["messages"],  # type: ignore[list-item]
+            body["choices"][0]["message"],
+            {"role": "tool", "tool_call_id": call["id"], "content": "sunny"},
+        ],
+    }
+    answer = (
+        await client.post("/v1/chat/completions", json=follow_up, headers=openai_headers())
+    ).json()
+    assert msgspec.json.decode(answer["choices"][0]["message"]["content"]) == STRICT_DOCUMENT
+
+
+@pytest.mark.parametrize(
+    ("schema", "document"),
+    [
+        ({"type": "string"}, "x"),
+        ({"type": "integer"}, 1),
+        ({"type": "number"}, 1),
+        ({"type": "boolean"}, True),
+        ({"type": "null"}, None),
+        ({"type": ["null", "string"]}, "x"),
+        ({"enum": ["b", "a"]}, "b"),
+        ({"const": 7}, 7),
+        ({"type": "string", "format": "date-time"}, "2025-01-01T00:00:00Z"),
+        ({"type": "string", "format": "uuid"}, "00000000-0000-4000-8000-000000000000"),
+        ({"type": "string", "format": "text", "minLength": 3}, "xxx"),
+        ({"type": "integer", "minimum": 5, "maximum": 9}, 5),
+        ({"type": "number", "exclusiveMaximum": 0}, -1),
+        ({"type": "array", "items": {"type": "integer"}}, [1]),
+        ({"type": "array", "items": {"type": "string"}, "minItems": 2}, ["x", "x"]),
+        ({"type": "array", "items": {"type": "string"}, "maxItems": 0}, []),
+        ({"type": "array", "prefixItems": [{"type": "string"}, {"type": "boolean"}]}, ["x", True]),
+        ({"type": "object", "properties": {"a": {"type": "string"}}}, {}),
+        ({"properties": {"a": {"type": "string"}}, "required": ["a"]}, {"a": "x"}),
+        ({"anyOf": [{"type": "null"}, {"type": "integer"}]}, 1),
+        ({"oneOf": [{"type": "boolean"}, {"type": "string"}]}, True),
+        (
+            {
+                "allOf": [
+                    {"properties": {"a": {"type": "integer"}}, "required": ["a"]},
+                    {"properties": {"b": {"const": "c"}}, "required": ["b"]},
+                ]
+            },
+            {"a": 1, "b": "c"},
+        ),
+        (
+            {
+                "$ref": "#/definitions/Node",
+                "definitions": {
+                    "Node": {
+                        "type": "object",
+                        "required": ["next"],
+                        "properties": {
+                            "next": {"anyOf": [{"$ref": "#/definitions/Node"}, {"type": "null"}]}
+                        },
+                    }
+                },
+            },
+            "recursive",
+        ),
+        ({}, "x"),
+        ("not a schema", {}),
+    ],
+)
+def test_schema_documents_are_the_smallest_the_schema_accepts(schema: Any, document: Any) -> None:
+    produced = document_for(schema)
+    if document == "recursive":  # a few nodes deep, then the null branch ends it
+        depth = 0
+        while isinstance(produced, dict):
+            produced, depth = produced["next"], depth + 1
+        assert produced is None and 1 < depth < 5
+        return
+    assert produced == document
+    assert type(produced) is type(document)
+
+
+async def test_request_log_keeps_the_latest_requests_in_order(client: httpx.AsyncClient) -> None:
+    await client.post("/v1/chat/completions", json=CHAT, headers=openai_headers())
+    await client.post("/v1/messages", json=MESSAGES, headers=anthropic_headers())
+    logged = (await client.get("/_fake/requests")).json()["requests"]
+    assert [(r["path"], r["body"]) for r in logged] == [
+        ("/v1/chat/completions", CHAT),
+        ("/v1/messages", MESSAGES),
+    ]
+    assert logged[1]["headers"]["x-api-key"] == MASKED
+    for _ in range(RECENT + 1):
+        await client.post("/v1/responses", json=RESPONSES, headers=openai_headers())
+    logged = (await client.get("/_fake/requests")).json()["requests"]
+    assert len(logged) == RECENT and {r["path"] for r in logged} == {"/v1/responses"}
+    await client.post("/_fake/reset")
+    assert (await client.get("/_fake/requests")).json() == {"requests": []}
 
 
 # -- faults, limits, stats --------------------------------------------------------------------
