@@ -317,6 +317,10 @@ class SharedState:
     async def aclose(self) -> None:
         if self.handle.fast is not None:
             await self.handle.fast.aclose()
+        if not self.handle.cluster and not self.handle.embedded:
+            # built on a pool it does not own (connection.py): close the pool with it
+            await self.handle.client.aclose(close_connection_pool=True)
+            return
         close = getattr(self.handle.client, "aclose", None)
         if close is not None:
             await close()

@@ -99,7 +99,7 @@ class ScriptedResponse:
         self.consumed = False
         self._hang = hang
 
-    async def read(self) -> bytes:
+    async def read(self, *, deadline: float | None = None) -> bytes:
         try:
             if self.reply.read_error is not None:
                 raise self.reply.read_error
@@ -109,7 +109,7 @@ class ScriptedResponse:
         finally:
             self.consumed = True
 
-    async def iter_bytes(self) -> AsyncIterator[bytes]:
+    async def iter_bytes(self, *, deadline: float | None = None) -> AsyncIterator[bytes]:
         chunks = (
             list(self.reply.chunks) if self.reply.chunks is not None else [self.reply.body or b""]
         )
@@ -134,6 +134,8 @@ class ScriptedTransport:
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.requests: list[SentRequest] = []
+        self.deadlines: list[float | None] = []
+        """The `deadline` each `send` was given, in request order."""
         self.responses: list[ScriptedResponse] = []
         self.hanging = asyncio.Event()
         self.hung: list[SentRequest] = []
@@ -150,9 +152,11 @@ class ScriptedTransport:
         *,
         connect_timeout_s: float,
         read_timeout_s: float,
+        deadline: float | None = None,
     ) -> ScriptedResponse:
         request = SentRequest(method, url, fold_headers(headers), body or b"")
         self.requests.append(request)
+        self.deadlines.append(deadline)
         reply = self.handler(request)
         if reply.connect_error is not None:
             raise reply.connect_error
