@@ -298,7 +298,12 @@ _CHOICES = ["bearer", "x-api-key", "bearer", "x-api-key", "bearer", "none", "wro
 def credentials_for(case: Case[Any]) -> str:
     """Chosen by a digest of the case, not drawn: `hypothesis.given` would switch off the
     coverage phase, and the digest is as reproducible as the seed."""
-    digest = zlib.crc32(repr((case.method, case.path, case.query, case.body)).encode())
+    # path parameters and headers too: a GET with no query or body differs only in those
+    digest = zlib.crc32(
+        repr(
+            (case.method, case.path, case.path_parameters, case.headers, case.query, case.body)
+        ).encode()
+    )
     return _CHOICES[digest % len(_CHOICES)]
 
 
