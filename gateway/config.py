@@ -122,6 +122,16 @@ class ServerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     cors_origins: list[str] = []
     """Browser origins allowed to call Keyway (CORS), e.g. ["https://app.example.com"] or ["*"];
     empty: no CORS headers at all."""
+    trusted_proxy_hops: int = 0
+    """How many proxies in front of Keyway append to X-Forwarded-For (KEYWAY_TRUSTED_PROXY_HOPS):
+    the admin API takes the client's address from that many entries from the right. 0: the peer
+    address, and X-Forwarded-For is ignored."""
+    allow_private_upstreams: bool = False
+    """Allow cloud metadata, link-local, unspecified and multicast upstream addresses
+    (KEYWAY_ALLOW_PRIVATE_UPSTREAMS=1). Only here or in the environment, never the admin API."""
+    upstream_hosts_allowed: list[str] = []
+    """Hosts the admin API may move a provider's base_url to without giving its keys' secrets
+    again (KEYWAY_UPSTREAM_HOSTS_ALLOWED, comma-separated), e.g. ["api.openai.com"]."""
 
 
 class BreakerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -138,7 +148,9 @@ class RoutingConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     max_attempts: int = 4
     """Upstream attempts per request, across keys, deployments and fallbacks."""
     deadline_s: float = 120.0
-    """No new attempt starts after this long."""
+    """The whole request's budget: no new attempt starts after it, and an upstream exchange
+    (pool wait, connect, headers, a JSON body) is cut when it passes; streams are bounded by
+    `max_stream_s` instead."""
     lease_ttl_s: float = 600.0
     """A lease not settled by then (dead replica) is released by the next acquire; the owner of
     a running call renews its lease every third of this, so only a dead replica's expire."""

@@ -21,6 +21,7 @@ import msgspec
 import yaml
 
 from gateway.config import Config
+from gateway.control.url_policy import UnsafeUpstream, check_base_url
 
 __all__ = [
     "ConfigError",
@@ -36,6 +37,8 @@ __all__ = [
 _ENV_REF = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _PLACEHOLDER = re.compile(r"\$\{[^}]*\}?")
+_FLAGS = {"1": True, "true": True, "yes": True, "on": True,
+          "0": False, "false": False, "no": False, "off": False}  # fmt: skip
 
 
 class ConfigError(ValueError):
@@ -69,6 +72,18 @@ def resolve_secret(ref: str, field: str, env: Mapping[str, str] | None = None) -
     return value
 
 
+def _flag(value: str) -> bool:
+    """An on/off environment variable: 1/true/yes/on or 0/false/no/off; anything else is wrong."""
+    try:
+        return _FLAGS[value.strip().lower()]
+    except KeyError:
+        raise ValueError(value) from None
+
+
+def _names(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 def _set(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     node = tree
     for part in path[:-1]:
@@ -89,11 +104,10 @@ _ENV_OVERRIDES: tuple[tuple[str, tuple[str, ...], Callable[[str], Any]], ...] = 
     ("KEYWAY_LOG_LEVEL", ("server", "log_level"), str),
     ("KEYWAY_MAX_BODY_BYTES", ("server", "max_body_bytes"), int),
     ("SHUTDOWN_TIMEOUT_SECONDS", ("server", "shutdown_timeout_s"), float),
-    (
-        "KEYWAY_CORS_ORIGINS",
-        ("server", "cors_origins"),
-        lambda v: [o.strip() for o in v.split(",") if o.strip()],
-    ),
+    ("KEYWAY_CORS_ORIGINS", ("server", "cors_origins"), _names),
+    ("KEYWAY_TRUSTED_PROXY_HOPS", ("server", "trusted_proxy_hops"), int),
+    ("KEYWAY_ALLOW_PRIVATE_UPSTREAMS", ("server", "allow_private_upstreams"), _flag),
+    ("KEYWAY_UPSTREAM_HOSTS_ALLOWED", ("server", "upstream_hosts_allowed"), _names),
     ("KEY_COOLDOWN_SECONDS", ("routing", "cooldown_s"), float),
 )
 
@@ -269,11 +283,16 @@ def _unknown(kind: str, name: object, known: Iterable[str]) -> str:
     return f"unknown {kind} {name!r}" + (f"; did you mean `{hint}`?" if hint else "")
 
 
-def _check_provider(name: object, provider: dict[Any, Any], out: list[str]) -> None:
+def _check_provider(
+    name: object, provider: dict[Any, Any], allow_private: bool, out: list[str]
+) -> None:
     where = _at("providers", name)
     base_url = provider.get("base_url")
-    if isinstance(base_url, str) and not base_url.startswith(("http://", "https://")):
-        out.append(f"{where}.base_url: must start with http:// or https://")
+    if isinstance(base_url, str) and not _PLACEHOLDER.search(base_url):
+        try:  # the admin API's policy: metadata and link-local hosts, in every spelling
+            check_base_url(base_url, allow_private=allow_private)
+        except UnsafeUpstream as exc:
+            out.append(f"{where}.{exc}")
     keys = provider.get("keys")
     if isinstance(keys, list) and not keys:
         out.append(f"{where}.keys: at least one key is required")
@@ -297,15 +316,36 @@ def _check_provider(name: object, provider: dict[Any, Any], out: list[str]) -> N
             out.append(f"{where}.keys[{i}].weight: must not be negative")
 
 
+def _bool(value: object) -> bool:
+    try:
+        return msgspec.convert(value, bool, strict=False)
+    except msgspec.ValidationError:
+        return False
+
+
+def _check_server(server: dict[Any, Any], out: list[str]) -> None:
+    hops = _int(server.get("trusted_proxy_hops"))
+    if hops is not None and not 0 <= hops <= 16:
+        out.append("server.trusted_proxy_hops: must be between 0 and 16")
+    hosts = server.get("upstream_hosts_allowed")
+    for i, host in enumerate(hosts if isinstance(hosts, list) else []):
+        if isinstance(host, str) and (
+            not host or any(c.isspace() or c in "/@?#" for c in host) or "://" in host
+        ):
+            out.append(f"server.upstream_hosts_allowed[{i}]: a bare host name, e.g. api.openai.com")
+
+
 def _check_references(raw: dict[str, Any], out: list[str]) -> None:
     providers = _dict(raw.get("providers"))
     models = _dict(raw.get("models"))
+    server = _dict(raw.get("server")) or {}
     if providers is not None:
         if not providers:
             out.append("providers: at least one provider is required")
+        allow_private = _bool(server.get("allow_private_upstreams"))
         for name, provider in providers.items():
             if isinstance(provider, dict):
-                _check_provider(name, provider, out)
+                _check_provider(name, provider, allow_private, out)
     if models is not None:
         if not models:
             out.append("models: at least one model alias is required")
@@ -354,7 +394,8 @@ def _check_references(raw: dict[str, Any], out: list[str]) -> None:
             if isinstance(alias, str) and alias != "*" and alias not in models:
                 problem = _unknown("model", alias, map(str, models))
                 out.append(f"clients[{i}].models[{j}]: {problem}")
-    workers = _int((_dict(raw.get("server")) or {}).get("workers"))
+    _check_server(server, out)
+    workers = _int(server.get("workers"))
     if workers is not None and workers < 1:
         out.append("server.workers: must be at least 1")
     attempts = _int((_dict(raw.get("routing")) or {}).get("max_attempts"))

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from gateway.clients import Client, ClientDirectory, client_key_secret
 from gateway.config import Config
 from gateway.control.sync import ConfigSync
+from gateway.control.url_policy import address_policy
 from gateway.providers.transport import (
     UpstreamTransport,
     choose_kind,
@@ -58,7 +59,7 @@ class Gateway:
             handle, prefix=cfg.redis.prefix, guard=RedisGuard(cfg.redis.retry_interval_s)
         )
         self.state.guard.on_change = self._redis_changed
-        self.transport = transport or _upstream_transport(env)
+        self.transport = transport or _upstream_transport(env, cfg)
         self.settler = Settler(self.state)
         self.degraded = DegradedMode(
             prefix=cfg.redis.prefix,
@@ -153,8 +154,12 @@ class Gateway:
         worker_exit()
 
 
-def _upstream_transport(env: Mapping[str, str]) -> UpstreamTransport:
-    """The upstream client `choose_kind` names; behind an egress proxy, one that uses it."""
+def _upstream_transport(env: Mapping[str, str], cfg: Config) -> UpstreamTransport:
+    """The upstream client `choose_kind` names; behind an egress proxy, one that uses it.
+
+    It checks every address it connects to against the upstream URL policy (unless the config
+    allows private upstreams): a DNS name rebound to a metadata address gets no connection.
+    """
     kind = choose_kind(env)
     proxied = proxy_configured(env)
     if proxied and kind != "aiohttp":
@@ -163,4 +168,5 @@ def _upstream_transport(env: Mapping[str, str]) -> UpstreamTransport:
             "unset KEYWAY_UPSTREAM_CLIENT (or set it to aiohttp) to call upstreams through it",
             kind,
         )
-    return create_transport(kind, trust_env=proxied)
+    policy = address_policy(allow_private=cfg.server.allow_private_upstreams)
+    return create_transport(kind, trust_env=proxied, address_policy=policy)

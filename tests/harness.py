@@ -422,9 +422,17 @@ def start_gateway(
 
 
 def start_haproxy(
-    log_dir: Path, backends: list[int], *, port: int | None = None, binary: str = "haproxy"
+    log_dir: Path,
+    backends: list[int],
+    *,
+    port: int | None = None,
+    binary: str = "haproxy",
+    forwardfor: bool = False,
 ) -> Proc:
-    """haproxy round-robin over `backends`; `binary` is looked up on PATH (or a path)."""
+    """haproxy round-robin over `backends`; `binary` is looked up on PATH (or a path).
+
+    `forwardfor`: append the client's address to X-Forwarded-For (one trusted hop).
+    """
     path = require_binary(binary, "apt-get install haproxy")
     port = port or free_port()
     servers = "\n".join(
@@ -439,6 +447,7 @@ defaults
     timeout client 300s
     timeout server 300s
     option http-server-close
+{"    option forwardfor" if forwardfor else ""}
 frontend fe
     bind 127.0.0.1:{port}
     default_backend keyway

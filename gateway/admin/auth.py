@@ -1,23 +1,32 @@
 """Who may call the admin API: admin keys from KEYWAY_ADMIN_KEYS, failures rate-limited and audited.
 
-    no key, or an unknown key   401   (counted as a failure of the remote address)
+    a valid admin key           passes, always: other callers' failures never lock it out
+    no key, or an unknown key   401   (counted as a failure of the client's address)
     a client key                403   (counted too: a client probing the admin API is news)
-    10 failures in 60 s         429   from that address until the window frees up
+    10 failures in 60 s         429   for that address's failing attempts until the window frees
+
+The key is checked first and only failures are throttled, so behind a load balancer, where every
+admin may share one address, an attacker's failures cannot lock the admins out. The client's
+address is the peer's, or with `server.trusted_proxy_hops` = N proxies in front
+(KEYWAY_TRUSTED_PROXY_HOPS) the N-th X-Forwarded-For entry from the right: the address the
+farthest trusted proxy saw. Entries further left were written by the client and are never used.
 
 Admin keys are held as SHA-256 digests and compared in constant time, every configured key each
-time. The audit log (logger `keyway.audit`) names the remote address, never the key presented.
+time. The audit log (logger `keyway.audit`) names the client's address, never the key presented.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import NamedTuple
 
-__all__ = ["AdminAuth", "FailureLimiter", "audit", "presented_key"]
+__all__ = ["AdminAuth", "FailureLimiter", "Verdict", "audit", "client_address", "presented_key"]
 
 audit = logging.getLogger("keyway.audit")
 
@@ -31,6 +40,45 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
         scheme, _, rest = value.partition(" ")
         return rest.strip() or None if scheme.lower() == "bearer" else value
     return headers.get("x-api-key", "").strip() or None
+
+
+def _address(entry: str) -> str | None:
+    """An X-Forwarded-For entry as a canonical IP address (a port or brackets dropped), or None."""
+    entry = entry.strip()
+    if entry.startswith("["):  # [v6]:port
+        entry = entry[1:].partition("]")[0]
+    elif entry.count(":") == 1:  # v4:port
+        entry = entry.partition(":")[0]
+    try:
+        return str(ipaddress.ip_address(entry))
+    except ValueError:
+        return None
+
+
+def client_address(peer: str | None, forwarded_for: Iterable[str], hops: int) -> str:
+    """Who is calling: the peer's address, or the `hops`-th X-Forwarded-For entry from the right.
+
+    Each trusted proxy appends the address it saw, so with `hops` of them the entry `hops` places
+    from the right is what the farthest one saw. Anything else (no proxy trusted, fewer entries
+    than proxies: the request bypassed them; an entry that is no address) is the peer's address.
+    """
+    if hops > 0:
+        entries = [e for value in forwarded_for for e in value.split(",")]
+        if len(entries) >= hops:
+            found = _address(entries[-hops])
+            if found is not None:
+                return found
+    return peer or "-"
+
+
+class Verdict(NamedTuple):
+    """The answer to one admin request: `status` 0 lets it through as `actor`."""
+
+    status: int
+    actor: str | None = None
+    reason: str = ""
+    """Why it failed, for the audit line: no key, client key, unknown key."""
+    retry_after_s: int = 0
 
 
 class FailureLimiter:
@@ -82,7 +130,7 @@ class FailureLimiter:
 class AdminAuth:
     """The admin keys, as digests; `identify` names the matching key ('admin#2') or None."""
 
-    def __init__(self, keys: list[str]) -> None:
+    def __init__(self, keys: list[str], trusted_proxy_hops: int = 0) -> None:
         for i, key in enumerate(keys):
             if len(key) < MIN_ADMIN_KEY_CHARS:
                 raise ValueError(
@@ -91,11 +139,12 @@ class AdminAuth:
                 )
         self._digests = [hashlib.sha256(k.encode()).digest() for k in keys]
         self.limiter = FailureLimiter()
+        self.trusted_proxy_hops = trusted_proxy_hops
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> AdminAuth:
+    def from_env(cls, env: Mapping[str, str], trusted_proxy_hops: int = 0) -> AdminAuth:
         raw = env.get("KEYWAY_ADMIN_KEYS", "")
-        return cls([k.strip() for k in raw.split(",") if k.strip()])
+        return cls([k.strip() for k in raw.split(",") if k.strip()], trusted_proxy_hops)
 
     @property
     def enabled(self) -> bool:
@@ -109,3 +158,23 @@ class AdminAuth:
             if hmac.compare_digest(known, digest):
                 found = i
         return f"admin#{found}" if found else None
+
+    def authenticate(
+        self, presented: str | None, remote: str, is_client_key: Callable[[str], bool]
+    ) -> Verdict:
+        """Check the key first; throttle and count only failures (of `remote`)."""
+        if presented is None:
+            return self._failed(remote, 401, "no key")
+        actor = self.identify(presented)
+        if actor is not None:
+            return Verdict(0, actor)
+        if is_client_key(presented):
+            return self._failed(remote, 403, "client key")
+        return self._failed(remote, 401, "unknown key")
+
+    def _failed(self, remote: str, status: int, reason: str) -> Verdict:
+        wait = self.limiter.retry_after_s(remote)
+        if wait:
+            return Verdict(429, reason=reason, retry_after_s=wait)
+        self.limiter.fail(remote)
+        return Verdict(status, reason=reason)

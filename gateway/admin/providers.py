@@ -23,11 +23,17 @@ from gateway.admin.schemas import (
     SecretReplace,
     UsageRowView,
 )
+from gateway.control.editor import EditError
 from gateway.control.merge import Snapshot
 from gateway.control.records import ProviderRecord, key_field
 from gateway.control.usage import UsageRow, key_live_state, key_usage
 
 __all__ = ["KeysController", "ProvidersController", "given", "usage_row_view"]
+
+_PRIVATE_REFUSED = (
+    "allow_private_upstreams cannot be set through the admin API: private upstreams are allowed "
+    "only by the config file (server.allow_private_upstreams) or KEYWAY_ALLOW_PRIVATE_UPSTREAMS=1"
+)
 
 
 def given(struct: msgspec.Struct) -> dict[str, Any]:
@@ -99,7 +105,9 @@ class ProvidersController(Controller):
     async def create_provider(
         self, request: Request[Any, Any, Any], admin: AdminContext, data: ProviderCreate
     ) -> ProviderView:
-        fields = msgspec.structs.asdict(data)
+        fields = given(data)
+        if fields.pop("allow_private_upstreams", msgspec.UNSET) is not msgspec.UNSET:
+            raise EditError(403, _PRIVATE_REFUSED)
         name = fields.pop("name")
         await admin.editor.create_provider(name, ProviderRecord(**fields))
         admin.changed(request, "create provider", name)
@@ -113,8 +121,18 @@ class ProvidersController(Controller):
     async def update_provider(
         self, request: Request[Any, Any, Any], admin: AdminContext, name: str, data: ProviderPatch
     ) -> ProviderView:
-        await admin.editor.update_provider(checked_id(name, "provider"), given(data))
-        admin.changed(request, "update provider", name)
+        fields = given(data)
+        if "allow_private_upstreams" in fields:
+            raise EditError(403, _PRIVATE_REFUSED)
+        key_secrets = fields.pop("key_secrets", None)
+        move = await admin.editor.update_provider(checked_id(name, "provider"), fields, key_secrets)
+        note = ""
+        if move is not None:
+            replaced = ", ".join(move.secrets_replaced) or "none (allow-listed host)"
+            note = f"base_url {move.old} -> {move.new}, secrets replaced: {replaced}"
+        elif key_secrets:
+            note = f"secrets replaced: {', '.join(sorted(key_secrets))}"
+        admin.changed(request, "update provider", name, note)
         return provider_view(admin.snapshot, name)
 
     @delete("/{name:str}", summary="Delete a provider and its keys", status_code=204)

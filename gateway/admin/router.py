@@ -1,49 +1,46 @@
 """The admin API under /admin: authentication, security headers, size limit, error bodies.
 
-Every route needs an admin key (see `gateway.admin.auth`); errors are JSON
-``{"status_code": ..., "detail": ...}`` with 400 for bad input, 404 for an unknown object, 409
-for a conflict (exists, in use, changed concurrently), 503 when Redis cannot answer: never a 500
-for anything a caller sends. The OpenAPI document is served under /docs
-(see gateway.apidocs).
+Every route needs an admin key (see `gateway.admin.auth`), checked by `admin_gate` from the
+headers alone, before a byte of the body is read or parsed. Errors are JSON
+``{"status_code": ..., "detail": ...}`` with 400 for bad input, 403 for what the admin API may
+not do, 404 for an unknown object, 409 for a conflict (exists, in use, changed concurrently),
+503 when Redis cannot answer: never a 500 for anything a caller sends. The OpenAPI document is
+served under /docs (see gateway.apidocs).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import Request, Response, Router
-from litestar.connection import ASGIConnection
 from litestar.di import Provide
 from litestar.enums import ScopeType
-from litestar.exceptions import (
-    NotAuthorizedException,
-    NotFoundException,
-    PermissionDeniedException,
-    TooManyRequestsException,
-)
-from litestar.handlers.base import BaseRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.admin.auth import AdminAuth, audit, presented_key
+from gateway.admin.auth import AdminAuth, Verdict, audit, client_address, presented_key
 from gateway.admin.clients import ClientsController
-from gateway.admin.context import AdminContext
+from gateway.admin.context import ADMIN_ACTOR, ADMIN_REMOTE, AdminContext
 from gateway.admin.models import ModelsController
 from gateway.admin.providers import KeysController, ProvidersController
 from gateway.admin.usage import StatusController, UsageController
 from gateway.config_load import ConfigError
 from gateway.control.editor import ConfigEditor, EditError
 from gateway.state.store import StateError
+from gateway.telemetry.log_safety import text_field
 
 if TYPE_CHECKING:
     from gateway.runtime import Gateway
 
 __all__ = [
+    "ADMIN_ACTOR",
     "ADMIN_MAX_BODY_BYTES",
     "ADMIN_MAX_JSON_DEPTH",
+    "ADMIN_REMOTE",
+    "admin_gate",
     "admin_router",
     "json_too_deep",
-    "security_headers",
 ]
 
 ADMIN_MAX_BODY_BYTES = 64 * 1024
@@ -82,60 +79,145 @@ def json_too_deep(body: bytes, limit: int = ADMIN_MAX_JSON_DEPTH) -> bool:
     return False
 
 
-async def _refuse(send: Send, status: int, detail: str) -> None:
+async def _refuse(
+    send: Send, status: int, detail: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
     body = _encoder.encode({"status_code": status, "detail": detail})
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})  # fmt: skip
+                            (b"content-length", str(len(body)).encode()), *headers]})  # fmt: skip
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def security_headers(app: ASGIApp) -> ASGIApp:
-    """ASGI middleware: security headers on every admin response; body size and depth checked
-    before Litestar parses the body (msgspec's own nesting limit surfaces as a RecursionError)."""
+_BEARER = ((b"www-authenticate", b"Bearer"),)
 
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers") or [])
-                present = {name.lower() for name, _ in headers}
-                headers.extend(h for h in _SECURITY_HEADERS if h[0] not in present)
-                message["headers"] = headers
-            await send(message)
 
-        if scope["type"] != ScopeType.HTTP or scope.get("method") not in ("POST", "PUT", "PATCH"):
-            await app(scope, receive, send_with_headers)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message: Any = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > ADMIN_MAX_BODY_BYTES:
-                await _refuse(send_with_headers, 413, "the request body is too large")
+def _request_head(scope: Scope, hops: int) -> tuple[str | None, str]:
+    """The admin key presented and the client's address, from the headers alone."""
+    auth: dict[str, str] = {}
+    forwarded: list[str] = []
+    for name, value in scope["headers"]:
+        if name in (b"authorization", b"x-api-key"):
+            auth.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+        elif name == b"x-forwarded-for" and hops:
+            forwarded.append(value.decode("latin-1"))
+    client = scope.get("client")
+    return presented_key(auth), client_address(client[0] if client else None, forwarded, hops)
+
+
+def _audit_failure(verdict: Verdict, remote: str, path: str) -> None:
+    shown = text_field(path)  # decoded: a %0a in the path must not start a line of its own
+    if verdict.status == 429:
+        audit.warning(
+            "admin auth refused: too many failures from %s on %s",
+            remote,
+            shown,
+            extra={"event": "admin_auth_rate_limited", "remote": remote, "path": shown},
+        )
+        return
+    audit.warning(
+        "admin auth failed: %s from %s on %s",
+        verdict.reason,
+        remote,
+        shown,
+        extra={"event": "admin_auth_failed", "reason": verdict.reason, "remote": remote,
+               "path": shown},
+    )  # fmt: skip
+
+
+async def _refuse_verdict(send: Send, verdict: Verdict) -> None:
+    if verdict.status == 429:
+        retry = ((b"retry-after", str(verdict.retry_after_s).encode()),)
+        await _refuse(send, 429, "too many failed admin authentications; retry later", retry)
+    elif verdict.status == 403:
+        await _refuse(send, 403, "a client key cannot use the admin API")
+    elif verdict.reason == "no key":
+        await _refuse(
+            send, 401, "missing admin key: send 'Authorization: Bearer <admin key>'", _BEARER
+        )
+    else:
+        await _refuse(send, 401, "invalid admin key", _BEARER)
+
+
+def admin_gate(gw: Gateway, auth: AdminAuth) -> Callable[[ASGIApp], ASGIApp]:
+    """ASGI middleware in front of every admin route, before Litestar reads the request:
+
+    1. security headers on every answer;
+    2. the admin key, from the headers alone (`AdminAuth.authenticate`): nothing of the body of
+       an unauthenticated request is read;
+    3. for a body, its size and JSON nesting, before Litestar parses it (msgspec's own nesting
+       limit surfaces as a RecursionError).
+    """
+
+    def is_client_key(presented: str) -> bool:
+        return gw.clients.lookup(presented) is not None
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            async def send_with_headers(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    headers = list(message.get("headers") or [])
+                    present = {name.lower() for name, _ in headers}
+                    headers.extend(h for h in _SECURITY_HEADERS if h[0] not in present)
+                    message["headers"] = headers
+                await send(message)
+
+            if scope["type"] != ScopeType.HTTP:
+                await app(scope, receive, send_with_headers)
                 return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        if json_too_deep(body):
-            await _refuse(send_with_headers, 400, "the JSON body is nested too deeply")
+            if not auth.enabled:
+                detail = "the admin API is disabled: set KEYWAY_ADMIN_KEYS to enable it"
+                await _refuse(send_with_headers, 404, detail)
+                return
+            presented, remote = _request_head(scope, auth.trusted_proxy_hops)
+            verdict = auth.authenticate(presented, remote, is_client_key)
+            if verdict.status:
+                _audit_failure(verdict, remote, scope["path"])
+                await _refuse_verdict(send_with_headers, verdict)
+                return
+            state = scope.setdefault("state", {})
+            state[ADMIN_ACTOR] = verdict.actor
+            state[ADMIN_REMOTE] = remote
+            if scope.get("method") not in ("POST", "PUT", "PATCH"):
+                await app(scope, receive, send_with_headers)
+                return
+            await _checked_body(app, scope, receive, send_with_headers)
+
+        return middleware
+
+    return wrap
+
+
+async def _checked_body(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Read the body within `ADMIN_MAX_BODY_BYTES`, check its nesting, then replay it to `app`."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message: Any = await receive()
+        if message["type"] != "http.request":
+            return  # the client went away
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > ADMIN_MAX_BODY_BYTES:
+            await _refuse(send, 413, "the request body is too large")
             return
-        replayed = False
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    if json_too_deep(body):
+        await _refuse(send, 400, "the JSON body is nested too deeply")
+        return
+    replayed = False
 
-        async def replay() -> Any:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
+    async def replay() -> Any:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
 
-        await app(scope, replay, send_with_headers)
-
-    return middleware
+    await app(scope, replay, send)
 
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response[Any]:
@@ -155,56 +237,9 @@ def _state_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     return _error(503, "shared state (Redis) is unavailable; retry shortly", {"retry-after": "1"})
 
 
-def _guard_for(gw: Gateway, auth: AdminAuth) -> Any:
-    def refuse(remote: str, path: str, reason: str) -> None:
-        auth.limiter.fail(remote)
-        audit.warning(
-            "admin auth failed: %s from %s on %s",
-            reason,
-            remote,
-            path,
-            extra={"event": "admin_auth_failed", "reason": reason, "remote": remote, "path": path},
-        )
-
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        if not auth.enabled:
-            raise NotFoundException("the admin API is disabled: set KEYWAY_ADMIN_KEYS to enable it")
-        remote = connection.client.host if connection.client else "-"
-        path = connection.url.path
-        wait = auth.limiter.retry_after_s(remote)
-        if wait:
-            audit.warning(
-                "admin auth refused: too many failures from %s",
-                remote,
-                extra={"event": "admin_auth_rate_limited", "remote": remote, "path": path},
-            )
-            raise TooManyRequestsException(
-                "too many failed admin authentications; retry later",
-                headers={"retry-after": str(wait)},
-            )
-        presented = presented_key(connection.headers)
-        if presented is None:
-            refuse(remote, path, "no key")
-            raise NotAuthorizedException(
-                "missing admin key: send 'Authorization: Bearer <admin key>'",
-                headers={"www-authenticate": "Bearer"},
-            )
-        actor = auth.identify(presented)
-        if actor is not None:
-            connection.state.admin_actor = actor
-            return
-        if gw.clients.lookup(presented) is not None:
-            refuse(remote, path, "client key")
-            raise PermissionDeniedException("a client key cannot use the admin API")
-        refuse(remote, path, "unknown key")
-        raise NotAuthorizedException("invalid admin key", headers={"www-authenticate": "Bearer"})
-
-    return guard
-
-
 def admin_router(gw: Gateway) -> Router:
     """The /admin routes bound to `gw` (they answer 404 while KEYWAY_ADMIN_KEYS is unset)."""
-    auth = AdminAuth.from_env(gw.control.env)
+    auth = AdminAuth.from_env(gw.control.env, gw.cfg.server.trusted_proxy_hops)
     context = AdminContext(gw=gw, sync=gw.control, editor=ConfigEditor(gw.control), auth=auth)
 
     def provide_admin() -> AdminContext:
@@ -220,9 +255,8 @@ def admin_router(gw: Gateway) -> Router:
             UsageController,
             StatusController,
         ],
-        guards=[_guard_for(gw, auth)],
         dependencies={"admin": Provide(provide_admin, sync_to_thread=False)},
-        middleware=[security_headers],
+        middleware=[admin_gate(gw, auth)],
         exception_handlers={
             EditError: _edit_error,
             StateError: _state_error,

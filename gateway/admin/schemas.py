@@ -61,6 +61,13 @@ Url = Annotated[
     ),
 ]
 Version = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+RefusedFlag = Annotated[
+    bool,
+    Meta(
+        description="Refused (403): private upstreams are allowed only by the config file or "
+        "KEYWAY_ALLOW_PRIVATE_UPSTREAMS, never through the admin API"
+    ),
+]
 
 
 class ProviderCreate(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -71,8 +78,9 @@ class ProviderCreate(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     connect_timeout_s: Seconds = 5.0
     api_version: Version | None = None
     anthropic_version: Version = "2023-06-01"
-    allow_private_upstreams: bool = False
-    """Accept link-local and cloud metadata addresses as base_url (refused otherwise)."""
+    allow_private_upstreams: RefusedFlag | UnsetType = UNSET
+    """Refused (403): private upstreams are allowed only by the config file or the environment
+    (KEYWAY_ALLOW_PRIVATE_UPSTREAMS), never through the admin API."""
 
 
 class ProviderPatch(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -82,7 +90,22 @@ class ProviderPatch(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     connect_timeout_s: Seconds | UnsetType = UNSET
     api_version: Version | UnsetType | None = UNSET
     anthropic_version: Version | UnsetType = UNSET
-    allow_private_upstreams: bool | UnsetType = UNSET
+    allow_private_upstreams: RefusedFlag | UnsetType = UNSET
+    """Refused (403), as in ProviderCreate."""
+    key_secrets: (
+        Annotated[
+            dict[Id, Secret],
+            Meta(
+                max_length=1000,
+                description="key id -> secret; every key's, when base_url moves to another "
+                "scheme, host or port not in KEYWAY_UPSTREAM_HOSTS_ALLOWED",
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+    """Key id -> secret: replaces those keys' secrets with the change. Required for every key of
+    the provider when base_url moves to another scheme, host or port, unless the new host is in
+    KEYWAY_UPSTREAM_HOSTS_ALLOWED: the keys must not follow a base_url an admin key moved."""
 
 
 class KeyCreate(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

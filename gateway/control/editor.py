@@ -4,12 +4,18 @@ Each operation reads the records it changes, checks the change against the merge
 (references, URL policy, existence), writes every record it touches in one `config_write.lua` call
 guarded by the values it read, then reloads this replica's snapshot before returning: the change
 is live here at once, and on every other replica as soon as its watcher hears the announcement.
+
+Moving a provider's base_url to another origin (scheme, host or port) would send its keys'
+secrets there on the next request, so whoever holds an admin key could collect them. Such a move
+needs the secret of every key of the provider in the same change (sealed and written with it),
+unless the new host is in `server.upstream_hosts_allowed` (KEYWAY_UPSTREAM_HOSTS_ALLOWED).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
@@ -30,10 +36,10 @@ from gateway.control.records import (
 )
 from gateway.control.store import ABSENT, ANY, Change
 from gateway.control.sync import ConfigSync
-from gateway.control.url_policy import UnsafeUpstream, check_base_url
+from gateway.control.url_policy import UnsafeUpstream, check_base_url, host_of, origin_of
 from gateway.secrets.client_keys import key_hint, new_client_key
 
-__all__ = ["ConfigEditor", "EditError"]
+__all__ = ["ConfigEditor", "EditError", "ProviderMove"]
 
 _R = TypeVar("_R")
 
@@ -45,6 +51,17 @@ class EditError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderMove:
+    """A base_url change to another origin, for the audit line."""
+
+    old: str
+    """`scheme://host:port` before."""
+    new: str
+    secrets_replaced: tuple[str, ...]
+    """The key ids whose secrets came with the change (empty: the new host is allow-listed)."""
 
 
 def _now_ms() -> int:
@@ -92,10 +109,7 @@ class ConfigEditor:
         if rec.kind == "azure-openai" and not rec.api_version:
             raise EditError(400, "api_version: required for kind azure-openai")
         try:
-            url = check_base_url(
-                rec.base_url,
-                allow_private=rec.allow_private_upstreams or self.sync.allow_private_upstreams,
-            )
+            url = check_base_url(rec.base_url, allow_private=self.sync.allow_private_upstreams)
         except UnsafeUpstream as exc:
             raise EditError(400, str(exc)) from None
         return msgspec.structs.replace(rec, base_url=url, updated_ms=_now_ms())
@@ -108,7 +122,14 @@ class ConfigEditor:
         new = self._check_provider(rec)
         return await self._commit([Change("providers", name, _guard(raw), encode_record(new))])
 
-    async def update_provider(self, name: str, patch: Mapping[str, Any]) -> int:
+    async def update_provider(
+        self, name: str, patch: Mapping[str, Any], key_secrets: Mapping[str, str] | None = None
+    ) -> ProviderMove | None:
+        """Change a provider's settings; the move of its base_url to another origin, if any.
+
+        `key_secrets` (key id -> secret) replaces those keys' secrets in the same write; a move
+        to a host not allow-listed needs one for every key of the provider (else 403).
+        """
         snapshot = await self.fresh()
         current = snapshot.config.providers.get(name)
         if current is None:
@@ -119,7 +140,35 @@ class ConfigEditor:
             new = self._check_provider(msgspec.structs.replace(base, **patch))
         except TypeError as exc:
             raise EditError(400, str(exc)) from None
-        return await self._commit([Change("providers", name, _guard(raw), encode_record(new))])
+        secrets = dict(key_secrets or {})
+        key_ids = [k.id for k in current.keys]
+        unknown = sorted(set(secrets) - set(key_ids))
+        if unknown:
+            raise EditError(400, f"key_secrets: provider {name!r} has no key {unknown[0]!r}")
+        old_origin, new_origin = origin_of(current.base_url), origin_of(new.base_url)
+        moved = old_origin != new_origin
+        if moved and host_of(new.base_url) not in self.sync.upstream_hosts_allowed:
+            missing = [k for k in key_ids if k not in secrets]
+            if missing:
+                raise EditError(
+                    403,
+                    f"moving provider {name!r} from {old_origin} to {new_origin} sends its keys "
+                    f"there: give the secret of every key in key_secrets (missing: "
+                    f"{', '.join(missing)}), or allow the host in KEYWAY_UPSTREAM_HOSTS_ALLOWED",
+                )
+        changes = [Change("providers", name, _guard(raw), encode_record(new))]
+        for key_id in key_ids:
+            if key_id in secrets:
+                key_raw, key_rec = await self._key(name, key_id)
+                sealed = self._seal(name, key_id, secrets[key_id])
+                updated = msgspec.structs.replace(key_rec, secret=sealed, updated_ms=_now_ms())
+                changes.append(
+                    Change("keys", key_field(name, key_id), _guard(key_raw), encode_record(updated))
+                )
+        await self._commit(changes)
+        if not moved:
+            return None
+        return ProviderMove(old_origin, new_origin, tuple(k for k in key_ids if k in secrets))
 
     async def delete_provider(self, name: str) -> int:
         snapshot = await self.fresh()

@@ -47,8 +47,9 @@ class ProviderRecord(msgspec.Struct, kw_only=True, frozen=True, tag="provider"):
     connect_timeout_s: float = 5.0
     api_version: str | None = None
     anthropic_version: str = "2023-06-01"
-    allow_private_upstreams: bool = False
     updated_ms: int = 0
+    # an `allow_private_upstreams` written by earlier versions is ignored when read: only the
+    # config file or the environment may allow private upstreams
 
 
 class KeyRecord(msgspec.Struct, kw_only=True, frozen=True, tag="key"):

@@ -49,8 +49,10 @@ class ConfigSync:
         self.base = FileBaseline.build(gw.cfg, gw.clients.digest, env)
         self.poll_s = max(0.05, float(env.get("KEYWAY_CONFIG_POLL_S") or 5.0))
         self.overwrite = env.get("KEYWAY_CONFIG_OVERWRITE", "").lower() in _TRUE
-        self.allow_private_upstreams = (
-            env.get("KEYWAY_ALLOW_PRIVATE_UPSTREAMS", "").lower() in _TRUE
+        server = gw.cfg.server  # the upstream policy: config file or environment, never Redis
+        self.allow_private_upstreams = server.allow_private_upstreams
+        self.upstream_hosts_allowed = frozenset(
+            host.rstrip(".").lower() for host in server.upstream_hosts_allowed
         )
         self.client_key_secret_set = bool(env.get("KEYWAY_CLIENT_KEY_SECRET"))
         self.snapshot: Snapshot | None = None

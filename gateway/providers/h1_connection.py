@@ -26,6 +26,14 @@ Why the pieces look the way they do:
   chunks therefore creates a timer once per read-timeout period, not once per chunk. Bytes of
   the head move the deadline too: a wait ends only when the server went silent for the whole
   read timeout, as with aiohttp's ``sock_read``.
+- So a server trickling a byte just often enough would hold an exchange forever; the exchange
+  also has a hard limit (`limit_to`, from the caller's deadline) that no byte moves: the read
+  deadline never goes past it, and every wait checks it first (a fast stream may keep the
+  waiter woken each time the timer runs).
+- HTTP/1.1 has no unsolicited responses: a byte after the complete response (a second response
+  in the same read, pipelined junk) is a protocol error. The first response stands as read,
+  the connection is closed (never reused), and nothing after it reaches the parser state the
+  response was built from, so a hostile server cannot turn its 200 into a 401 afterwards.
 - Closing is ``abort``: an abandoned exchange must stop at once on the wire, not flush the rest
   of a request body the server is not reading, nor (TLS) wait for the peer's close_notify.
 - Back-pressure: body bytes the consumer has not taken are kept as a list of pieces; above
@@ -38,6 +46,8 @@ Why the pieces look the way they do:
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import Callable
 from typing import Final, cast
 
@@ -53,12 +63,17 @@ _TIMER_SLACK_S: Final = 0.001
 """asyncio may run a timer up to one clock tick early; treat that as on time."""
 _MAX_HEAD: Final = 128 * 1024
 """Bytes of a response head (1xx included) past which it is refused, as curl does (100 KB)."""
+_PAST_DEADLINE: Final = "upstream exchange passed its deadline"
 _LENIENCIES: Final = {
     "lenient_headers": True,
     "lenient_optional_cr_before_lf": True,
     "lenient_spaces_after_chunk_size": True,
     "lenient_chunked_length": True,
 }
+
+
+class _UnaskedResponse(Exception):
+    """A second response began after the complete one: stops the parser (feed_data raises)."""
 
 
 class H1Connection(asyncio.Protocol):
@@ -69,6 +84,7 @@ class H1Connection(asyncio.Protocol):
         "_dropped",
         "_head_bytes",
         "_informational",
+        "_limit",
         "_loop",
         "_on_drop",
         "_parser",
@@ -115,6 +131,8 @@ class H1Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._deadline = 0.0
+        self._limit = math.inf
+        """Loop time the exchange must be over by (the caller's deadline); no byte moves it."""
         self._read_timeout = 0.0
         self._informational = False
         self._head_bytes = 0
@@ -140,10 +158,16 @@ class H1Connection(asyncio.Protocol):
 
     # -- the exchange, driven by the pool and the response ------------------------------------
 
-    async def exchange(self, request: bytes, read_timeout_s: float, head_only: bool) -> None:
-        """Write `request` and return once the status line and headers have arrived."""
+    async def exchange(
+        self, request: bytes, read_timeout_s: float, head_only: bool, limit: float = math.inf
+    ) -> None:
+        """Write `request` and return once the status line and headers have arrived.
+
+        `limit`: the loop time the whole exchange must end by (see `limit_to`).
+        """
         if self.closed or self._transport is None:
             raise ConnectError("upstream connection failed (closed before the request)")
+        self._limit = limit
         self.exchanges += 1
         self.active = True
         self.head_only = head_only
@@ -158,8 +182,18 @@ class H1Connection(asyncio.Protocol):
             if self.failure is not None:
                 raise ConnectError(f"upstream connection failed ({self.failure})")
             if self.timed_out:
-                raise UpstreamTimeoutError("upstream did not answer in time")
+                raise UpstreamTimeoutError(self._why_late("upstream did not answer in time"))
             await self._wait()
+
+    def limit_to(self, deadline: float | None) -> None:
+        """Bound what is left of the exchange by `deadline` (`time.monotonic`); None: unbounded."""
+        self._limit = (
+            math.inf if deadline is None else self._loop.time() + (deadline - time.monotonic())
+        )
+
+    def past_limit(self) -> bool:
+        """Whether the exchange's limit has passed (checked where no wait would notice)."""
+        return self._limit != math.inf and self._loop.time() >= self._limit
 
     def take(self) -> bytes:
         """Everything of the body that arrived and was not taken yet (one piece, or joined)."""
@@ -178,7 +212,7 @@ class H1Connection(asyncio.Protocol):
         if self.failure is not None:
             raise StreamCut(f"upstream body cut ({self.failure})")
         if self.timed_out:
-            raise UpstreamTimeoutError("upstream read timed out mid-body")
+            raise UpstreamTimeoutError(self._why_late("upstream read timed out mid-body"))
         await self._wait()
 
     def finish(self) -> bool:
@@ -210,9 +244,14 @@ class H1Connection(asyncio.Protocol):
             self._on_drop(self)
 
     def _wait(self) -> asyncio.Future[None]:
-        """A future the next event resolves; the read timeout is armed for it."""
+        """A future the next event resolves; the read timeout (within the limit) is armed for it."""
         loop = self._loop
-        deadline = loop.time() + self._read_timeout
+        now = loop.time()
+        if now >= self._limit:
+            raise UpstreamTimeoutError(_PAST_DEADLINE)
+        deadline = now + self._read_timeout
+        if deadline > self._limit:
+            deadline = self._limit
         self._deadline = deadline
         if self._timer is None or self._timer_at > deadline:
             if self._timer is not None:
@@ -228,6 +267,11 @@ class H1Connection(asyncio.Protocol):
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+
+    def _why_late(self, read_timeout: str) -> str:
+        if self._loop.time() + _TIMER_SLACK_S >= self._limit:
+            return _PAST_DEADLINE
+        return read_timeout
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -247,7 +291,7 @@ class H1Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        if not self.active:
+        if not self.active or self.complete:
             self.reusable = False  # bytes nobody asked for: the stream is out of step
             self.close()
             return
@@ -255,6 +299,7 @@ class H1Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            # a second response after the complete one lands here too (`_UnaskedResponse`)
             self._fail("malformed response")
             return
         if not self.headers_done:  # still in the head: progress, but within bounds
@@ -262,7 +307,8 @@ class H1Connection(asyncio.Protocol):
             if self._head_bytes > _MAX_HEAD:
                 self._fail("response head too large")
                 return
-            self._deadline = self._loop.time() + self._read_timeout
+            deadline = self._loop.time() + self._read_timeout
+            self._deadline = deadline if deadline < self._limit else self._limit
         if self.buffered > _HIGH_WATER and not self.paused and self._transport is not None:
             self.paused = True
             self._transport.pause_reading()
@@ -297,13 +343,17 @@ class H1Connection(asyncio.Protocol):
     # -- httptools callbacks ------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        if self.complete:
-            self.reusable = False  # a second response on one request
+        if self.complete:  # a second response on one request: stop before its status is read
+            self.reusable = False
+            raise _UnaskedResponse
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.raw_headers.append((name, value))
+        if not self.headers_done:  # trailers are dropped: endless ones must not pile up here
+            self.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self.headers_done:  # never reached (`on_message_begin` stops a second response)
+            return
         status = self._parser.get_status_code()
         if 100 <= status < 200 and status != 101:  # 100 Continue, 103 Early Hints: skip
             self._informational = True

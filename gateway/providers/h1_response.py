@@ -6,6 +6,10 @@ it goes back to the pool (`reuse`) when the server allowed keep-alive; abandoned
 out or cancelled, it is closed, so a half-read connection never serves another request. A
 response dropped without `aclose` closes its connection too: a caller's bug must not leak a
 pool slot while the provider keeps streaming into a paused socket.
+
+`read` is bounded by the deadline given to `send` (the exchange's, set on the connection)
+unless given its own; `iter_bytes` only by a deadline given to it, since a stream's length is
+its caller's to bound (``routing.max_stream_s``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 
 from gateway.providers.h1_connection import H1Connection
-from gateway.providers.transport import fold_headers
+from gateway.providers.transport import UpstreamTimeoutError, fold_headers
 
 __all__ = ["H1Response"]
 
@@ -33,11 +37,13 @@ class H1Response:
             (name.decode("latin-1"), value.decode("latin-1")) for name, value in conn.raw_headers
         )
 
-    async def read(self) -> bytes:
+    async def read(self, *, deadline: float | None = None) -> bytes:
         """The whole body (read once; a second call returns b"")."""
         conn = self._conn
         if conn is None:
             return b""
+        if deadline is not None:
+            conn.limit_to(deadline)
         parts: list[bytes] = []
         try:
             while not conn.complete:
@@ -53,11 +59,12 @@ class H1Response:
         self._finish()
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def iter_bytes(self) -> AsyncIterator[bytes]:
+    async def iter_bytes(self, *, deadline: float | None = None) -> AsyncIterator[bytes]:
         """Everything that has arrived since the last chunk, as soon as it arrives."""
         conn = self._conn
         if conn is None:
             return
+        conn.limit_to(deadline)
         try:
             while True:
                 if conn.body:
@@ -66,6 +73,8 @@ class H1Response:
                         self._finish()  # back in the pool before the last chunk is handled
                         yield chunk
                         return
+                    if conn.past_limit():  # a consumer slower than the stream never waits
+                        raise UpstreamTimeoutError("upstream exchange passed its deadline")
                     yield chunk
                 elif conn.complete:
                     break

@@ -9,7 +9,8 @@ decompression, redirects. This one does the minimum, in this order:
 1. the URL is split once and cached (origin, ``host`` header, request target: `h1_request`);
 2. the request line, headers, framing and body become ONE bytes object and ONE write;
 3. a pooled connection is reused (LIFO, so the pool shrinks back under less load), or one is
-   opened within ``connect_timeout_s`` (which includes waiting for a free slot);
+   opened within ``connect_timeout_s`` (which includes waiting for a free slot: a wait that
+   runs out is `PoolExhausted`, the gateway's own capacity, not a connect failure);
 4. `H1Connection` parses the response with llhttp (C) and hands body pieces over as they come
    to the `H1Response` (`h1_response`), which gives the connection back or closes it.
 
@@ -17,8 +18,16 @@ Pool: at most `max_connections` connections across all origins (busy plus idle).
 connection expires after `idle_timeout_s` (checked when it is taken and by a sweep timer); when
 the pool is full, an idle connection to another origin is closed to make room, otherwise the
 request waits for a slot. A connection goes back to the pool only after its response was read
-to the end and the server allowed keep-alive; an abandoned, cut or timed-out exchange closes it.
-After `aclose`, a connection that was still being opened is closed when its exchange ends.
+to the end and the server allowed keep-alive; an abandoned, cut or timed-out exchange closes it,
+and so does a response followed by any byte the client did not ask for. After `aclose`, a
+connection that was still being opened is closed when its exchange ends.
+
+A ``deadline`` bounds the whole exchange whatever trickles in: the pool wait and the connect
+(``connect_timeout_s`` or what is left of the deadline, the shorter), the head, then `read`
+(`H1Connection.limit_to`). A host that resolves to several addresses is tried address by
+address; each but the last gets an equal share of the connect time left, so an address that
+never answers (a blackholed IPv6 route, a dead replica behind round-robin DNS) cannot take it
+all (not happy eyeballs: one attempt at a time, in the resolver's order).
 
 A server may close a keep-alive connection just as a request is written to it (its idle timeout
 raced our reuse). When a REUSED connection dies before any byte of the response arrived, and
@@ -30,10 +39,10 @@ repeated call. A fresh connection, a timeout or a partial response is never retr
 
 TLS uses the event loop's ssl support with ``ssl.create_default_context()`` (certificate and
 hostname verification, SNI from the URL's host) unless an `ssl_context` is given. Proxies from
-the environment are ignored. DNS is the loop's resolver, its answer kept for 300 s and shared
+the environment are ignored. DNS is the loop's resolver, its answer kept for 30 s and shared
 by concurrent connects (`h1_resolve`), as the aiohttp transport's DNS cache did; the addresses
-are tried in turn within ``connect_timeout_s``. ``HEAD`` is supported but closes its connection
-afterwards.
+the `address_policy` allows are tried in turn within ``connect_timeout_s``. ``HEAD`` is
+supported but closes its connection afterwards.
 
 Measured inside a minimal Litestar proxy (`loadtests/upstream_clients.py`, 5 interleaved
 rounds on a shared 2-core VM, medians): at 32 connections h1 forwarded 9,526 JSON req/s
@@ -45,7 +54,9 @@ cost 582 vs 716 µs. It is `DEFAULT_KIND`.
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
+import time
 from collections import deque
 from collections.abc import Sequence
 from functools import partial
@@ -55,7 +66,12 @@ from gateway.providers.h1_connection import H1Connection
 from gateway.providers.h1_request import encode_request, split_url
 from gateway.providers.h1_resolve import Resolver
 from gateway.providers.h1_response import H1Response
-from gateway.providers.transport import ConnectError, UpstreamTimeoutError
+from gateway.providers.transport import (
+    AddressPolicy,
+    ConnectError,
+    PoolExhausted,
+    UpstreamTimeoutError,
+)
 
 __all__ = ["STALE_RETRY_WINDOW_S", "H1Response", "H1Transport"]
 
@@ -91,6 +107,7 @@ class H1Transport:
         max_connections: int = 1000,
         idle_timeout_s: float = _IDLE_TIMEOUT_S,
         ssl_context: ssl.SSLContext | None = None,
+        address_policy: AddressPolicy | None = None,
     ) -> None:
         self._max_connections = max_connections
         self._idle_timeout_s = idle_timeout_s
@@ -104,7 +121,7 @@ class H1Transport:
         """Connections being opened; with `_connections`, what `max_connections` bounds."""
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._sweeper: asyncio.TimerHandle | None = None
-        self._resolver = Resolver()
+        self._resolver = Resolver(policy=address_policy)
 
     async def send(
         self,
@@ -115,29 +132,33 @@ class H1Transport:
         *,
         connect_timeout_s: float,
         read_timeout_s: float,
+        deadline: float | None = None,
     ) -> H1Response:
         route = self._routes.get(url) or self._route(url)
         origin = route[0]
         request = encode_request(method, route[1], origin.host_header, headers, body)
         head_only = method == "HEAD"
+        loop = self._bound_loop()
+        limit = math.inf
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:  # before a connection is taken or a byte is written
+                raise UpstreamTimeoutError("upstream exchange passed its deadline")
+            limit = loop.time() + left
         conn = self._take_idle(origin) if origin.idle else None
         if conn is None:
-            conn = await self._acquire(origin, connect_timeout_s, fresh=False)
-        written = self._bound_loop().time()
+            conn = await self._acquire(origin, _within(connect_timeout_s, limit, loop), fresh=False)
+        written = loop.time()
         try:
-            await conn.exchange(request, read_timeout_s, head_only)
+            await conn.exchange(request, read_timeout_s, head_only, limit)
         except ConnectError:
             conn.close()
-            if (
-                conn.exchanges < 2
-                or conn.got_bytes
-                or self._bound_loop().time() - written > STALE_RETRY_WINDOW_S
-            ):
+            if conn.exchanges < 2 or conn.got_bytes or loop.time() - written > STALE_RETRY_WINDOW_S:
                 raise
             # a reused keep-alive connection died before any byte: the server closed it idle
-            conn = await self._acquire(origin, connect_timeout_s, fresh=True)
+            conn = await self._acquire(origin, _within(connect_timeout_s, limit, loop), fresh=True)
             try:
-                await conn.exchange(request, read_timeout_s, head_only)
+                await conn.exchange(request, read_timeout_s, head_only, limit)
             except BaseException:
                 conn.close()
                 raise
@@ -201,27 +222,39 @@ class H1Transport:
         return None
 
     async def _acquire(self, origin: _Origin, timeout_s: float, *, fresh: bool) -> H1Connection:
-        """An idle connection of `origin` (unless `fresh`) or a new one, within `timeout_s`."""
+        """An idle connection of `origin` (unless `fresh`) or a new one, within `timeout_s`.
+
+        Time out waiting for a slot: `PoolExhausted` (nothing was sent; the pool is the
+        gateway's); time out connecting: `UpstreamTimeoutError`.
+        """
+        if timeout_s <= 0:
+            raise UpstreamTimeoutError("upstream exchange passed its deadline")
+        until = self._bound_loop().time() + timeout_s
+        waiting = False
         try:
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout_at(until):
                 while True:
                     if not fresh and origin.idle:
                         conn = self._take_idle(origin)
                         if conn is not None:
                             return conn
                     if self._has_slot() or self._evict_idle():
-                        return await self._connect(origin)
+                        return await self._connect(origin, until)
+                    waiting = True
                     await self._wait_for_slot()
+                    waiting = False
         except TimeoutError as exc:
+            if waiting:
+                raise PoolExhausted("no upstream connection slot came free in time") from exc
             raise UpstreamTimeoutError("upstream connect timed out") from exc
         except OSError as exc:  # refused, unreachable, DNS, TLS verification (ssl.SSLError)
             raise ConnectError(f"upstream connection failed ({type(exc).__name__})") from exc
 
-    async def _connect(self, origin: _Origin) -> H1Connection:
+    async def _connect(self, origin: _Origin, until: float) -> H1Connection:
         loop = self._bound_loop()
         self._connecting += 1
         try:
-            conn = await self._open(loop, origin)
+            conn = await self._open(loop, origin, until)
         except BaseException:
             self._connecting -= 1
             if self._slot_waiters:
@@ -233,24 +266,27 @@ class H1Transport:
             self._connections.discard(conn)
         return conn
 
-    async def _open(self, loop: asyncio.AbstractEventLoop, origin: _Origin) -> H1Connection:
-        """Connect to the origin's addresses in turn (one lookup shared by every connect)."""
+    async def _open(
+        self, loop: asyncio.AbstractEventLoop, origin: _Origin, until: float
+    ) -> H1Connection:
+        """Connect to the origin's addresses in turn (one lookup shared by every connect).
+
+        Each address but the last may take an equal share of the time left before `until` (loop
+        time); the last takes the rest, bounded by the caller's timeout.
+        """
         addresses = await self._resolver.resolve(origin.host, origin.port)
         error: OSError = ConnectionError("no address")
         try:
-            for address in addresses:
+            for index, address in enumerate(addresses):
+                after = len(addresses) - index - 1
                 try:
-                    _, conn = await loop.create_connection(
-                        partial(H1Connection, loop, origin, self._drop),
-                        address,
-                        origin.port,
-                        ssl=self._tls() if origin.tls else None,
-                        server_hostname=origin.host if origin.tls else None,
-                    )
-                    return conn
+                    if not after:
+                        return await self._dial(loop, origin, address)
+                    async with asyncio.timeout((until - loop.time()) / (after + 1)):
+                        return await self._dial(loop, origin, address)
                 except ssl.SSLError:
                     raise
-                except OSError as exc:
+                except OSError as exc:  # refused, unreachable, or its share ran out (TimeoutError)
                     error = exc
             raise error
         except ssl.SSLError:
@@ -258,6 +294,18 @@ class H1Transport:
         except BaseException:  # refused, unreachable or too slow: the answer may be stale
             self._resolver.forget(origin.host, origin.port)
             raise
+
+    async def _dial(
+        self, loop: asyncio.AbstractEventLoop, origin: _Origin, address: str
+    ) -> H1Connection:
+        _, conn = await loop.create_connection(
+            partial(H1Connection, loop, origin, self._drop),
+            address,
+            origin.port,
+            ssl=self._tls() if origin.tls else None,
+            server_hostname=origin.host if origin.tls else None,
+        )
+        return conn
 
     def _has_slot(self) -> bool:
         return len(self._connections) + self._connecting < self._max_connections
@@ -345,3 +393,10 @@ class H1Transport:
             self._routes.clear()
         route = self._routes[url] = (origin, parts.target)
         return route
+
+
+def _within(timeout_s: float, limit: float, loop: asyncio.AbstractEventLoop) -> float:
+    """`timeout_s`, or what is left before `limit` (loop time) when that is shorter."""
+    if limit == math.inf:
+        return timeout_s
+    return min(timeout_s, limit - loop.time())

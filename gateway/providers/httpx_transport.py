@@ -10,15 +10,18 @@ Unit tests hand in ``httpx.MockTransport`` through the ``transport`` argument.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 
 import httpx
 
 from gateway.providers.transport import (
     ConnectError,
+    PoolExhausted,
     StreamCut,
     UpstreamTimeoutError,
     fold_headers,
+    seconds_left,
 )
 
 __all__ = ["HttpxResponse", "HttpxTransport"]
@@ -29,25 +32,39 @@ _KEEPALIVE_S = 30.0
 class HttpxResponse:
     """An httpx response seen through the `UpstreamResponse` seam."""
 
-    __slots__ = ("_closed", "_response", "headers", "status")
+    __slots__ = ("_closed", "_deadline", "_response", "headers", "status")
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: httpx.Response, deadline: float | None) -> None:
         self._response = response
+        self._deadline = deadline
+        """The exchange's deadline (`send`'s), which `read` keeps unless given its own."""
         self._closed = False
         self.status = response.status_code
         self.headers: Mapping[str, str] = fold_headers(response.headers.multi_items())
 
-    async def read(self) -> bytes:
-        return b"".join([chunk async for chunk in self.iter_bytes()])
+    async def read(self, *, deadline: float | None = None) -> bytes:
+        chunks = self.iter_bytes(deadline=self._deadline if deadline is None else deadline)
+        return b"".join([chunk async for chunk in chunks])
 
-    async def iter_bytes(self) -> AsyncIterator[bytes]:
+    async def iter_bytes(self, *, deadline: float | None = None) -> AsyncIterator[bytes]:
         stream = self._response.stream
         if not isinstance(stream, httpx.AsyncByteStream):
             raise TypeError("the httpx transport returned a synchronous stream")
+        chunks = aiter(stream)
         try:
-            async for chunk in stream:
+            while True:
+                try:
+                    if deadline is None:
+                        chunk = await anext(chunks)
+                    else:
+                        async with asyncio.timeout(seconds_left(deadline)):
+                            chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
                 if chunk:
                     yield chunk
+        except TimeoutError as exc:  # the deadline
+            raise UpstreamTimeoutError("upstream exchange passed its deadline") from exc
         except httpx.TimeoutException as exc:
             raise UpstreamTimeoutError("upstream read timed out mid-body") from exc
         except httpx.TransportError as exc:
@@ -90,6 +107,7 @@ class HttpxTransport:
         *,
         connect_timeout_s: float,
         read_timeout_s: float,
+        deadline: float | None = None,
     ) -> HttpxResponse:
         timeout = {
             "connect": connect_timeout_s,
@@ -101,12 +119,15 @@ class HttpxTransport:
             method, url, headers=headers, content=body, extensions={"timeout": timeout}
         )
         try:
-            response = await self._transport.handle_async_request(request)
-        except httpx.TimeoutException as exc:
+            async with asyncio.timeout(seconds_left(deadline)):
+                response = await self._transport.handle_async_request(request)
+        except httpx.PoolTimeout as exc:
+            raise PoolExhausted("no upstream connection slot came free in time") from exc
+        except (httpx.TimeoutException, TimeoutError) as exc:
             raise UpstreamTimeoutError("upstream did not answer in time") from exc
         except httpx.TransportError as exc:
             raise ConnectError(f"upstream connection failed ({type(exc).__name__})") from exc
-        return HttpxResponse(response)
+        return HttpxResponse(response, deadline)
 
     async def aclose(self) -> None:
         if not self._closed:

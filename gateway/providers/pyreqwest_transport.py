@@ -15,19 +15,22 @@ pyreqwest reports a read timeout before the headers as a connect timeout; both m
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 
 from pyreqwest.client import Client, ClientBuilder
-from pyreqwest.exceptions import RequestError, RequestTimeoutError
+from pyreqwest.exceptions import PoolTimeoutError, RequestError, RequestTimeoutError
 from pyreqwest.request import StreamRequest
 from pyreqwest.response import Response
 
 from gateway.providers.transport import (
     ConnectError,
+    PoolExhausted,
     StreamCut,
     UpstreamTimeoutError,
     fold_headers,
+    seconds_left,
 )
 
 __all__ = ["PyreqwestResponse", "PyreqwestTransport"]
@@ -38,19 +41,23 @@ _KEEPALIVE_S = 30.0
 class PyreqwestResponse:
     """A pyreqwest streamed response seen through the `UpstreamResponse` seam."""
 
-    __slots__ = ("_closed", "_request", "_response", "headers", "status")
+    __slots__ = ("_closed", "_deadline", "_request", "_response", "headers", "status")
 
-    def __init__(self, request: StreamRequest, response: Response) -> None:
+    def __init__(self, request: StreamRequest, response: Response, deadline: float | None) -> None:
         self._request = request
         self._response = response
+        self._deadline = deadline
+        """The exchange's deadline (`send`'s), which `read` keeps unless given its own."""
         self._closed = False
         self.status = response.status
         self.headers: Mapping[str, str] = fold_headers(response.headers.items())
 
-    async def read(self) -> bytes:
+    async def read(self, *, deadline: float | None = None) -> bytes:
+        left = seconds_left(self._deadline if deadline is None else deadline)
         try:
-            body = await self._response.body_reader.bytes()
-        except RequestTimeoutError as exc:
+            async with asyncio.timeout(left):
+                body = await self._response.body_reader.bytes()
+        except (RequestTimeoutError, TimeoutError) as exc:
             raise UpstreamTimeoutError("upstream read timed out mid-body") from exc
         except RequestError as exc:
             raise StreamCut(f"upstream body cut ({type(exc).__name__})") from exc
@@ -58,12 +65,19 @@ class PyreqwestResponse:
             await self.aclose()
         return body.to_bytes()
 
-    async def iter_bytes(self) -> AsyncIterator[bytes]:
+    async def iter_bytes(self, *, deadline: float | None = None) -> AsyncIterator[bytes]:
         reader = self._response.body_reader
         try:
-            while (chunk := await reader.read_chunk()) is not None:
+            while True:
+                if deadline is None:
+                    chunk = await reader.read_chunk()
+                else:
+                    async with asyncio.timeout(seconds_left(deadline)):
+                        chunk = await reader.read_chunk()
+                if chunk is None:
+                    break
                 yield chunk.to_bytes()
-        except RequestTimeoutError as exc:
+        except (RequestTimeoutError, TimeoutError) as exc:
             raise UpstreamTimeoutError("upstream read timed out mid-body") from exc
         except RequestError as exc:
             raise StreamCut(f"upstream body cut ({type(exc).__name__})") from exc
@@ -94,6 +108,7 @@ class PyreqwestTransport:
         *,
         connect_timeout_s: float,
         read_timeout_s: float,
+        deadline: float | None = None,
     ) -> PyreqwestResponse:
         client = self._clients.get((connect_timeout_s, read_timeout_s))
         if client is None:
@@ -103,12 +118,15 @@ class PyreqwestTransport:
             builder = builder.body_bytes(body)
         request = builder.build_streamed()
         try:
-            response = await request.__aenter__()
-        except RequestTimeoutError as exc:
+            async with asyncio.timeout(seconds_left(deadline)):
+                response = await request.__aenter__()
+        except PoolTimeoutError as exc:
+            raise PoolExhausted("no upstream connection slot came free in time") from exc
+        except (RequestTimeoutError, TimeoutError) as exc:
             raise UpstreamTimeoutError("upstream did not answer in time") from exc
         except RequestError as exc:
             raise ConnectError(f"upstream connection failed ({type(exc).__name__})") from exc
-        return PyreqwestResponse(request, response)
+        return PyreqwestResponse(request, response, deadline)
 
     async def aclose(self) -> None:
         clients, self._clients = self._clients, {}

@@ -1,7 +1,9 @@
 """One upstream call on a leased key: an open 2xx, or why the next key should be tried.
 
     prepare the body (the codec's translation; a failure is the request's: 400)
-    -> send (a failure to get any answer is the attempt's: settle the key, try the next)
+    -> send, within what is left of the request's deadline (a failure to get any answer is
+       the attempt's: settle the key, try the next; no free connection in the gateway's own
+       pool is nobody's: refund the key, answer 503 local_capacity)
     -> 2xx: the owner takes the open call
     -> 429 / 5xx / 401 / 403: settle the key with its outcome (cooldown, breaker, disable)
     -> another 4xx: settle the key, the owner marks the request rejected, UpstreamRejection
@@ -24,7 +26,12 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from gateway.providers.transport import TransportError, UpstreamTimeoutError, UpstreamTransport
+from gateway.providers.transport import (
+    PoolExhausted,
+    TransportError,
+    UpstreamTimeoutError,
+    UpstreamTransport,
+)
 from gateway.routing.job import OpenCall, UpstreamRejection
 from gateway.routing.outcome import Outcome, classify, cooldown_ms, learn_quota
 from gateway.routing.owner import RequestOwner
@@ -37,6 +44,9 @@ __all__ = ["call_upstream"]
 
 log = logging.getLogger("keyway.router")
 
+_LOCAL_RETRY_S = 1
+"""Retry-After of a 503 for want of a free upstream connection (it frees as calls end)."""
+
 
 async def call_upstream(
     owner: RequestOwner,
@@ -47,8 +57,14 @@ async def call_upstream(
     *,
     transport: UpstreamTransport,
     routing: RoutingConfig,
+    deadline: float | None = None,
 ) -> OpenCall | tuple[str, GatewayError]:
-    """One upstream call: an open 2xx, or (outcome, the error the client would get)."""
+    """One upstream call: an open 2xx, or (outcome, the error the client would get).
+
+    `deadline` (`time.monotonic`): the request's; the exchange up to the headers, and the read
+    of a body that is not streamed, must end by then (a stream is bounded by
+    `routing.max_stream_s` where it is relayed).
+    """
     job = owner.job
     adapter = deployment.pool.adapter
     provider = deployment.pool.provider
@@ -84,7 +100,19 @@ async def call_upstream(
             body,
             connect_timeout_s=adapter.connect_timeout_s,
             read_timeout_s=adapter.read_timeout_s,
+            deadline=deadline,
         )
+    except PoolExhausted as exc:
+        # the gateway's own pool is full (slow clients holding streams): nothing was sent, so
+        # no key failed; feeding the breakers would open them on every replica at once
+        attempt.end("local_capacity", error=exc)
+        log.warning("upstream %s key %s: no free upstream connection", provider, key.id)
+        owner.settle_attempt(deployment, lease, Outcome.REFUND)
+        raise ServiceUnavailable(
+            "the gateway has no free upstream connection; retry shortly",
+            code="local_capacity",
+            retry_after_s=_LOCAL_RETRY_S,
+        ) from None
     except Exception as exc:
         # any failure to get an answer (a secret the transport refuses included) is the
         # attempt's, not the request's: settle the key, try the next one

@@ -185,7 +185,7 @@ class Router:
                 job.attempts += 1
                 job.deployment = deployment
                 job.key_id = key.id
-                result = await self._attempt(owner, deployment, key, lease, m)
+                result = await self._attempt(owner, deployment, key, lease, m, deadline)
                 if isinstance(result, OpenCall):
                     return result
                 excluded.add((pool.provider, key.id))
@@ -333,9 +333,17 @@ class Router:
         key: UpstreamKey,
         lease: Lease,
         m: Metrics,
+        deadline: float,
     ) -> OpenCall | tuple[str, GatewayError]:
         return await call_upstream(
-            owner, deployment, key, lease, m, transport=self.transport, routing=self.cfg
+            owner,
+            deployment,
+            key,
+            lease,
+            m,
+            transport=self.transport,
+            routing=self.cfg,
+            deadline=deadline,
         )
 
 

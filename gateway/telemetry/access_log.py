@@ -5,6 +5,9 @@ object per line; the default is plain text for humans. Either way each line pass
 `redact()` before it is written: whatever looks like an API key or a bearer token is masked
 to its last four characters. Call sites never log secrets; this is the last line of defence.
 
+Text from outside (a path, a model name, a request id) cannot forge a line: every string field
+of an access line, and every message of the text format, is escaped (`log_safety`).
+
 An access line (`log_request`) carries ids only: the request id, the trace id, the client key
 id, the model alias, the deployment (provider/model), the upstream key id (the configured id,
 never the key), the number of attempts, the status, the latency and the tokens, and Keyway's
@@ -26,6 +29,7 @@ from typing import Any, Final
 import msgspec
 
 from gateway.telemetry import tracing
+from gateway.telemetry.log_safety import escape_controls, escape_message, text_field
 
 __all__ = [
     "ACCESS_LOGGER",
@@ -124,15 +128,32 @@ _ACCESS_TEXT_ERROR: Final = _ACCESS_TEXT + " error=%s"
 
 
 def _text_line(record: AccessRecord, model: str) -> tuple[str, tuple[Any, ...]]:
-    """The text access line's format and arguments: ` error=<code>` only when there is one."""
+    """The text access line's format and arguments: ` error=<code>` only when there is one.
+
+    Every string is a `text_field`: escaped, and quoted if it holds a space or a quote.
+    """
     args = (
-        record.method, record.route, record.status, record.latency_ms, record.request_id,
-        model or "-", record.deployment or "-", record.key_id or "-", record.attempts,
+        text_field(record.method), text_field(record.route), record.status, record.latency_ms,
+        text_field(record.request_id), text_field(model or "-"),
+        text_field(record.deployment or "-"), text_field(record.key_id or "-"), record.attempts,
         record.tokens_in, record.tokens_out,
     )  # fmt: skip
     if record.error:
-        return _ACCESS_TEXT_ERROR, (*args, record.error)
+        return _ACCESS_TEXT_ERROR, (*args, text_field(record.error))
     return _ACCESS_TEXT, args
+
+
+_STRING_FIELDS: Final = tuple(f.name for f in msgspec.structs.fields(AccessRecord) if f.type is str)
+
+
+def _json_fields(record: AccessRecord) -> dict[str, Any]:
+    """The access record's fields for a JSON line, every string escaped (`escape_controls`)."""
+    fields = msgspec.structs.asdict(record)
+    for name in _STRING_FIELDS:
+        value = fields[name]
+        if not (value.isprintable() and "\\" not in value):  # the clean case without a call
+            fields[name] = escape_controls(value)
+    return fields
 
 
 class _BatchedAccessLines:
@@ -157,8 +178,8 @@ class _BatchedAccessLines:
         if "sk-" in model or len(model) > 64:
             model = redact(model)  # the one field a client writes freely
         if self.json:
-            line = msgspec.structs.asdict(record)
-            line["model"] = model
+            line = _json_fields(record)
+            line["model"] = escape_controls(model)
             head = {"ts": _timestamp(time.time()), "level": "info", "logger": ACCESS_LOGGER,
                     "pid": self._pid, "msg": "request"}  # fmt: skip
             self._pending.append(_encoder.encode({**head, **line}) + b"\n")
@@ -231,7 +252,7 @@ class JsonFormatter(logging.Formatter):
         access = getattr(record, "access", None)
         if isinstance(access, AccessRecord):
             line["msg"] = "request"
-            line.update(msgspec.structs.asdict(access))
+            line.update(_json_fields(access))
         else:
             line["msg"] = record.getMessage()
             ids = tracing.current_trace_id()
@@ -245,12 +266,17 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """The usual human-readable line, passed through `redact()`."""
+    """The usual human-readable line, passed through `redact()`; the message is kept on one line
+    (`escape_message`: a decoded %0a in a logged path cannot start a forged line)."""
 
     def __init__(self, fmt: str | None = None, datefmt: str | None = None) -> None:
         super().__init__(fmt or _TEXT_FORMAT, datefmt)
 
     def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        safe = escape_message(message)
+        if safe is not message:  # rare: copy, so other handlers still see the record as it was
+            record = logging.makeLogRecord({**record.__dict__, "msg": safe, "args": None})
         return redact(super().format(record))
 
 

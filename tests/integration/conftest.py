@@ -20,7 +20,8 @@ async def state(request: pytest.FixtureRequest) -> AsyncIterator[SharedState]:
         url = request.getfixturevalue("redis_cluster")
     else:
         url = None
-    store = SharedState(open_redis(url), prefix=f"st{uuid.uuid4().hex[:8]}")
+    # the scripts' semantics are under test, not latency: a busy CI machine must not time out
+    store = SharedState(open_redis(url, timeout_s=5.0), prefix=f"st{uuid.uuid4().hex[:8]}")
     await store.load_scripts()
     yield store
     await store.aclose()

@@ -178,3 +178,48 @@ def test_a_deployment_without_a_limit_is_stored_as_before() -> None:
     assert msgspec.json.encode(DeploymentConfig(provider="p", model="m")) == (
         b'{"provider":"p","model":"m"}'
     )
+
+
+def with_base_url(url: str, **over: object) -> dict[str, object]:
+    providers = {"p": {"kind": "openai", "base_url": url, "keys": [{"id": "k", "secret": "s"}]}}
+    return minimal(providers=providers, **over)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://169.254.169.254/v1", "http://0251.0376.0251.0376/v1", "http://169.254.43518/v1",
+     "http://0xa9.0xfe.0xa9.0xfe/v1", "http://metadata.google.internal/v1"],
+)  # fmt: skip
+def test_a_file_base_url_follows_the_upstream_policy_unless_private_is_allowed(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"providers\.p\.base_url: .*metadata"):
+        parse_config(with_base_url(url))
+    allowed = parse_config(apply_env(with_base_url(url), {"KEYWAY_ALLOW_PRIVATE_UPSTREAMS": "1"}))
+    assert allowed.server.allow_private_upstreams
+    in_file = parse_config(with_base_url(url, server={"allow_private_upstreams": True}))
+    assert in_file.providers["p"].base_url == url
+
+
+def test_the_upstream_and_proxy_settings_come_from_the_environment() -> None:
+    env = {"KEYWAY_TRUSTED_PROXY_HOPS": "2", "KEYWAY_ALLOW_PRIVATE_UPSTREAMS": "off",
+           "KEYWAY_UPSTREAM_HOSTS_ALLOWED": " api.openai.com, ,api.anthropic.com "}  # fmt: skip
+    server = parse_config(apply_env(minimal(), env)).server
+    assert server.trusted_proxy_hops == 2
+    assert not server.allow_private_upstreams
+    assert server.upstream_hosts_allowed == ["api.openai.com", "api.anthropic.com"]
+    assert parse_config(minimal()).server.trusted_proxy_hops == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"KEYWAY_ALLOW_PRIVATE_UPSTREAMS": "maybe"}, "KEYWAY_ALLOW_PRIVATE_UPSTREAMS: 'maybe'"),
+        ({"KEYWAY_TRUSTED_PROXY_HOPS": "one"}, "KEYWAY_TRUSTED_PROXY_HOPS: 'one'"),
+        ({"KEYWAY_TRUSTED_PROXY_HOPS": "-1"}, "server.trusted_proxy_hops: must be between 0"),
+        ({"KEYWAY_UPSTREAM_HOSTS_ALLOWED": "https://x.example/v1"},
+         "server.upstream_hosts_allowed[0]: a bare host name"),
+    ],
+)  # fmt: skip
+def test_a_wrong_upstream_or_proxy_setting_is_named(env: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(apply_env(minimal(), env))
+    assert problem in str(info.value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,152 @@ async def test_a_head_that_stops_halfway_times_out(
         await post(transport, server.url, read_timeout_s=0.2)
     assert_discreet(caught.value)
     await poll(lambda: server.closed_by_client == 1)
+
+
+# -- the deadline: a total bound that no trickle of bytes moves --------------------------------
+
+
+async def trickling(servers: list[Server], head: bytes, every_s: float = 0.05) -> Server:
+    """A server that sends `head`, then one byte every `every_s` until the client hangs up."""
+
+    async def handler(index: int, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await server.request(reader)
+        w.write(head)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(400):  # 20 s: only a failing test gets there
+                await asyncio.sleep(every_s)
+                if w.is_closing():
+                    break
+                w.write(b"a")
+                await w.drain()
+        await server.until_client_closes(reader)
+
+    server = await serving(handler)
+    servers.append(server)
+    return server
+
+
+async def test_a_head_trickled_forever_ends_at_the_deadline(
+    transport: H1Transport, servers: list[Server]
+) -> None:
+    """Each byte is read progress (the read timeout never fires), but the deadline does."""
+    server = await trickling(servers, b"HTTP/1.1 200 OK\r\nX-Endless: ")
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeoutError, match="deadline") as caught:
+        await transport.send(
+            "POST",
+            server.url,
+            [],
+            b"{}",
+            connect_timeout_s=2,
+            read_timeout_s=5,
+            deadline=started + 0.4,
+        )
+    assert 0.35 < time.monotonic() - started < 1.5
+    assert_discreet(caught.value)
+    await poll(lambda: server.closed_by_client == 1)
+    assert transport.open_count() == 0
+
+
+async def test_a_body_trickled_forever_ends_the_read_at_the_send_deadline(
+    transport: H1Transport, servers: list[Server]
+) -> None:
+    server = await trickling(servers, b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+    started = time.monotonic()
+    response = await transport.send(
+        "POST",
+        server.url,
+        [],
+        b"{}",
+        connect_timeout_s=2,
+        read_timeout_s=5,
+        deadline=started + 0.4,
+    )
+    with pytest.raises(UpstreamTimeoutError, match="deadline"):
+        await response.read()
+    assert 0.35 < time.monotonic() - started < 1.5
+    await poll(lambda: server.closed_by_client == 1)
+    assert transport.open_count() == 0
+
+
+async def test_a_body_flowing_fast_forever_ends_the_read_at_its_deadline(
+    transport: H1Transport, servers: list[Server]
+) -> None:
+    """Data at every loop turn keeps the waiter woken before the timer runs: every wait checks
+    the deadline itself."""
+
+    async def handler(index: int, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await server.request(reader)
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(20000):
+                w.write(b"x" * 512)
+                await w.drain()
+                await asyncio.sleep(0.0005)
+                if w.is_closing():
+                    break
+        await server.until_client_closes(reader)
+
+    server = await serving(handler)
+    servers.append(server)
+    response = await post(transport, server.url)
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeoutError, match="deadline"):
+        await response.read(deadline=started + 0.3)
+    assert time.monotonic() - started < 1.5
+
+
+async def test_a_stream_outlives_the_send_deadline_and_ends_at_its_own(
+    transport: H1Transport, servers: list[Server]
+) -> None:
+    """A stream's length is the caller's (routing.max_stream_s): `iter_bytes` is bounded by the
+    deadline given to it, not by the one given to `send` (which covered connect and head)."""
+
+    async def handler(index: int, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while await server.request(reader) is not None:
+            w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for _ in range(12):  # 0.6 s of events
+                await asyncio.sleep(0.05)
+                w.write(b"5\r\nevent\r\n")
+                await w.drain()
+            w.write(b"0\r\n\r\n")
+
+    server = await serving(handler)
+    servers.append(server)
+    sent = time.monotonic()
+    response = await transport.send(
+        "POST", server.url, [], b"{}", connect_timeout_s=2, read_timeout_s=5, deadline=sent + 0.2
+    )
+    assert b"".join([chunk async for chunk in response.iter_bytes()]) == b"event" * 12
+    response = await post(transport, server.url)
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeoutError, match="deadline"):
+        async for _ in response.iter_bytes(deadline=started + 0.2):
+            await asyncio.sleep(0.07)  # a consumer slower than the stream never waits for it
+    assert time.monotonic() - started < 0.6
+
+
+async def test_a_deadline_already_passed_sends_nothing(
+    transport: H1Transport, servers: list[Server]
+) -> None:
+    async def handler(index: int, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while await server.request(reader) is not None:
+            w.write(OK)
+
+    server = await serving(handler)
+    servers.append(server)
+    assert await (await post(transport, server.url)).read() == b"ok"  # one idle connection
+    with pytest.raises(UpstreamTimeoutError, match="deadline"):
+        await transport.send(
+            "POST",
+            server.url,
+            [],
+            b"{}",
+            connect_timeout_s=2,
+            read_timeout_s=5,
+            deadline=time.monotonic() - 0.01,
+        )
+    assert (server.connections, server.requests, transport.idle_count()) == (1, 1, 1)
 
 
 # -- abandoning an exchange -------------------------------------------------------------------

@@ -221,6 +221,55 @@ async def test_garbage_after_a_response_keeps_the_connection_out_of_the_pool(
     assert server.connections == 2
 
 
+SECOND = b"HTTP/1.1 401 Unauthorized\r\nX-Second: 1\r\nContent-Length: 4\r\n\r\nnope"
+CHUNKED_OK = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("stream", "status", "body"),
+    [
+        (OK + SECOND, 200, b"ok"),
+        (CHUNKED_OK + SECOND, 200, b"ok"),
+        (b"HTTP/1.1 204 No Content\r\n\r\n" + SECOND, 204, b""),
+        (OK + b"\r\n" + SECOND, 200, b"ok"),
+        (OK + SECOND + SECOND, 200, b"ok"),
+    ],
+    ids=["length", "chunked", "bodyless", "crlf-between", "two-more"],
+)
+async def test_a_second_response_in_the_same_read_cannot_replace_the_first(
+    transport: H1Transport, servers: list[Server], stream: bytes, status: int, body: bytes
+) -> None:
+    """HTTP/1.1 has no unsolicited responses: a hostile upstream must not turn its 200 into a
+    401 (which would disable the key) by sending one after the answer, in the same write."""
+    server = await answering(servers, stream)
+    for _ in range(2):
+        response = await post(transport, server.url)
+        assert (response.status, "x-second" in response.headers) == (status, False)
+        assert await response.read() == body
+    assert server.connections == 2  # the first connection was dropped, never reused
+
+
+async def test_a_second_response_after_the_first_in_a_later_read_is_dropped(
+    transport: H1Transport, servers: list[Server]
+) -> None:
+    """Before the caller read the body: the answer stands as read, the connection is closed."""
+
+    async def handler(index: int, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await server.request(reader)
+        w.write(OK)
+        await w.drain()
+        await asyncio.sleep(0.02)
+        w.write(SECOND)
+        await server.until_client_closes(reader)
+
+    server = await serving(handler)
+    servers.append(server)
+    response = await post(transport, server.url)
+    await poll(lambda: server.closed_by_client == 1)  # the client hung up on the second answer
+    assert (response.status, await response.read()) == (200, b"ok")
+    assert transport.open_count() == 0
+
+
 async def test_bytes_on_an_idle_connection_close_it(
     transport: H1Transport, servers: list[Server]
 ) -> None:

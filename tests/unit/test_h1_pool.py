@@ -10,14 +10,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
 import ssl
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.providers.h1_transport import H1Transport
-from gateway.providers.transport import ConnectError, TransportError, UpstreamTimeoutError
+from gateway.providers.transport import (
+    ConnectError,
+    PoolExhausted,
+    TransportError,
+    UpstreamTimeoutError,
+)
 from tests.unit.h1_harness import (
     OK,
     HeldTLSServer,
@@ -197,6 +205,141 @@ async def test_connect_timeout_covers_the_tls_handshake_and_frees_the_slot(
         assert await (await post(transport, url)).read() == b"ok"
     finally:
         release.set()
+        await transport.aclose()
+
+
+async def test_the_deadline_bounds_the_connect_when_it_is_the_shorter(
+    servers: list[Server], tmp_path: Path
+) -> None:
+    release = asyncio.Event()
+    server, trusting = await stalled_tls_server(servers, tmp_path, release, failing=1)
+    transport = H1Transport(max_connections=1, ssl_context=trusting)
+    url = f"https://localhost:{server.port}/v1/chat"
+    try:
+        started = time.monotonic()
+        with pytest.raises(UpstreamTimeoutError):  # the handshake never starts
+            await transport.send(
+                "POST",
+                url,
+                [],
+                b"{}",
+                connect_timeout_s=5,
+                read_timeout_s=5,
+                deadline=started + 0.2,
+            )
+        assert time.monotonic() - started < 1.0
+        assert (transport._connecting, transport.open_count()) == (0, 0)
+    finally:
+        release.set()
+        await transport.aclose()
+
+
+async def test_no_free_slot_before_the_deadline_is_pool_exhausted(servers: list[Server]) -> None:
+    """A slot that does not come free is the gateway's capacity, whichever bound ran out."""
+    release = asyncio.Event()
+
+    async def handler(index: int, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while await server.request(reader) is not None:
+            await release.wait()
+            w.write(OK)
+
+    server = await serving(handler)
+    servers.append(server)
+    transport = H1Transport(max_connections=1)
+    try:
+        held = asyncio.create_task(post(transport, server.url))
+        await poll(lambda: server.requests == 1)
+        started = time.monotonic()
+        with pytest.raises(PoolExhausted):
+            await transport.send(
+                "POST",
+                server.url,
+                [],
+                b"{}",
+                connect_timeout_s=5,
+                read_timeout_s=5,
+                deadline=started + 0.1,
+            )
+        assert time.monotonic() - started < 1.0
+        release.set()
+        assert await (await held).read() == b"ok"
+        await assert_pool_whole(transport, servers, 1)
+    finally:
+        await transport.aclose()
+
+
+class FixedAnswer:
+    """Stands in for the transport's resolver: every host resolves to `addresses`."""
+
+    def __init__(self, *addresses: str) -> None:
+        self.addresses = list(addresses)
+        self.forgotten = 0
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        return list(self.addresses)
+
+    def forget(self, host: str, port: int) -> None:
+        self.forgotten += 1
+
+    def clear(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def dead_address(address: str, port: int, *, silent: bool) -> Iterator[None]:
+    """`address:port` refuses connections, or (`silent`) never answers them: a listener whose
+    accept queue is full drops every SYN, as a blackholed route does."""
+    if not silent:
+        yield
+        return
+    listener = socket.create_server((address, port), backlog=0)
+    filler = socket.create_connection((address, port), timeout=1)  # fills the accept queue
+    try:
+        yield
+    finally:
+        filler.close()
+        listener.close()
+
+
+@pytest.mark.parametrize("silent", [False, True], ids=["refusing", "silent"])
+async def test_a_host_with_several_addresses_falls_back_to_the_next(
+    servers: list[Server], silent: bool
+) -> None:
+    """Round-robin DNS or IPv6 + IPv4: a dead first address must not fail the connect, and a
+    silent one gets only its share of the connect timeout."""
+    server = await keep_alive_server(servers)  # on 127.0.0.1
+    transport = H1Transport()
+    resolver = FixedAnswer("127.0.0.2", "127.0.0.1")
+    transport._resolver = resolver  # type: ignore[assignment]
+    url = f"http://api.example.test:{server.port}/v1/chat"
+    try:
+        with dead_address("127.0.0.2", server.port, silent=silent):
+            started = time.monotonic()
+            response = await post(transport, url, connect_s=1.0)
+            assert await response.read() == b"ok"
+            assert time.monotonic() - started < 0.9  # a silent address took half, not all
+        assert (server.connections, resolver.forgotten) == (1, 0)
+        await assert_pool_whole(transport, servers, 4)
+    finally:
+        await transport.aclose()
+
+
+async def test_every_address_failing_is_one_connect_error(servers: list[Server]) -> None:
+    server = await keep_alive_server(servers)
+    port = server.port
+    await server.stop()
+    servers.remove(server)
+    transport = H1Transport()
+    resolver = FixedAnswer("127.0.0.2", "127.0.0.1")
+    transport._resolver = resolver  # type: ignore[assignment]
+    try:
+        with dead_address("127.0.0.2", port, silent=True):
+            started = time.monotonic()
+            with pytest.raises(ConnectError):  # the last address's answer: refused
+                await post(transport, f"http://api.example.test:{port}/", connect_s=1.0)
+            assert time.monotonic() - started < 0.9
+        assert resolver.forgotten == 1  # the answer may be stale: looked up again next time
+    finally:
         await transport.aclose()
 
 

@@ -20,7 +20,12 @@ import pytest
 from gateway.providers import h1_transport
 from gateway.providers.h1_request import encode_request
 from gateway.providers.h1_transport import H1Transport
-from gateway.providers.transport import ConnectError, StreamCut, UpstreamTimeoutError
+from gateway.providers.transport import (
+    ConnectError,
+    PoolExhausted,
+    StreamCut,
+    UpstreamTimeoutError,
+)
 from tests.unit.h1_harness import (
     OK,
     Handler,
@@ -349,8 +354,11 @@ async def test_pool_bound_holds_requests_until_a_connection_is_free(servers: lis
     try:
         calls = [asyncio.create_task(post(transport, server.url)) for _ in range(3)]
         await poll(lambda: server.requests == 2)
-        with pytest.raises(UpstreamTimeoutError):
-            await post(transport, server.url, connect_s=0.1)  # the wait for a slot is bounded
+        with pytest.raises(PoolExhausted) as caught:  # the wait for a slot is bounded
+            await post(transport, server.url, connect_s=0.1)
+        # the gateway's own capacity, not an upstream failure (the router must not blame a key)
+        assert not isinstance(caught.value, (ConnectError, UpstreamTimeoutError))
+        assert_discreet(caught.value)
         assert (server.connections, calls[2].done()) == (2, False)
         release.set()
         assert [await (await call).read() for call in calls] == [b"ok"] * 3

@@ -19,6 +19,7 @@ SUITES = [
     "tests/unit/test_h1_framing.py",
     "tests/unit/test_h1_exchange.py",
     "tests/unit/test_h1_pool.py",
+    "tests/unit/test_h1_fuzz.py",
 ]
 
 PLUGINS = ["-p", "no:cacheprovider", "-p", "tests.unit.h1_uvloop_policy"]

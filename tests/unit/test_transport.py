@@ -8,8 +8,10 @@ are fully under the test's control.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import socket
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -20,6 +22,7 @@ from gateway.providers.httpx_transport import HttpxTransport
 from gateway.providers.transport import (
     KINDS,
     ConnectError,
+    PoolExhausted,
     StreamCut,
     UpstreamTimeoutError,
     UpstreamTransport,
@@ -119,6 +122,21 @@ class Upstream:
             return True
         if path == "/hang":
             await reader.read()  # until the client gives up and closes
+            return False
+        if path in ("/trickle-head", "/trickle-body"):
+            # one byte every 50 ms: progress for every read timeout, forever
+            if path == "/trickle-head":
+                writer.write(b"HTTP/1.1 200 OK\r\nX-Endless: ")
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+            with contextlib.suppress(ConnectionError):
+                for _ in range(400):  # 20 s: only a failing test gets there
+                    await writer.drain()
+                    await asyncio.sleep(0.05)
+                    if writer.is_closing():
+                        break
+                    writer.write(b"a")
+            self.client_gone.set()
             return False
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n")
         writer.write(b"Transfer-Encoding: chunked\r\n\r\n" + _chunk(b"data: 1\n\n"))
@@ -318,6 +336,90 @@ async def test_aclose_abandons_an_unfinished_body_and_is_idempotent(
     await upstream.client_gone.wait()  # the connection was closed, not drained or pooled
     await transport.aclose()
     await transport.aclose()
+
+
+@pytest.mark.parametrize("path", ["/trickle-head", "/trickle-body"])
+async def test_the_deadline_bounds_an_exchange_trickled_forever(
+    transport: UpstreamTransport, upstream: Upstream, path: str
+) -> None:
+    """`send`, then `read`, end at the deadline given to `send` whatever trickles in; the read
+    timeout, which every byte re-arms, never would."""
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeoutError):
+        response = await transport.send(
+            "POST",
+            upstream.url + path,
+            HEADERS,
+            BODY,
+            connect_timeout_s=CONNECT_S,
+            read_timeout_s=READ_S,
+            deadline=started + 0.4,
+        )
+        await response.read()
+    assert 0.35 < time.monotonic() - started < 2.0
+    await asyncio.wait_for(upstream.client_gone.wait(), 5)  # the connection was dropped
+
+
+async def test_a_stream_is_bounded_by_its_own_deadline_not_the_sends(
+    transport: UpstreamTransport, upstream: Upstream
+) -> None:
+    sent = time.monotonic()
+    response = await transport.send(
+        "POST",
+        upstream.url + "/stream",
+        HEADERS,
+        BODY,
+        connect_timeout_s=CONNECT_S,
+        read_timeout_s=READ_S,
+        deadline=sent + 0.2,
+    )
+    chunks = response.iter_bytes()
+    assert await anext(chunks) == b"data: 1\n\n"
+    await asyncio.sleep(0.3)  # past the deadline given to send: it covered connect and head
+    upstream.release.set()
+    assert [chunk async for chunk in chunks] == [b"data: 2\n\n"]
+    response = await transport.send(
+        "POST",
+        upstream.url + "/stall",
+        HEADERS,
+        BODY,
+        connect_timeout_s=CONNECT_S,
+        read_timeout_s=READ_S,
+    )
+    started = time.monotonic()
+    chunks = response.iter_bytes(deadline=started + 0.3)
+    assert await anext(chunks) == b"data: 1\n\n"
+    with pytest.raises(UpstreamTimeoutError):
+        await anext(chunks)
+    assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize("kind", ["h1", "httpx", "pyreqwest"])
+async def test_no_free_pooled_connection_is_pool_exhausted(upstream: Upstream, kind: str) -> None:
+    """The gateway's own capacity, not an upstream failure (aiohttp cannot tell them apart)."""
+    transport = create_transport(kind, max_connections=1)
+    try:
+        held = await transport.send(
+            "POST",
+            upstream.url + "/stream",
+            HEADERS,
+            BODY,
+            connect_timeout_s=0.3,
+            read_timeout_s=READ_S,
+        )
+        with pytest.raises(PoolExhausted):
+            await transport.send(
+                "POST",
+                upstream.url + "/echo",
+                HEADERS,
+                BODY,
+                connect_timeout_s=0.3,
+                read_timeout_s=READ_S,
+            )
+        upstream.release.set()
+        assert b"".join([chunk async for chunk in held.iter_bytes()]).endswith(b"data: 2\n\n")
+    finally:
+        await transport.aclose()
 
 
 async def test_httpx_transport_accepts_a_mock_transport() -> None:
