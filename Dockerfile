@@ -45,6 +45,7 @@ COPY deploy/docker/healthcheck.py /usr/local/lib/keyway/healthcheck.py
 ENV PATH=/opt/keyway/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    KEYWAY_LOG_FORMAT=json \
     KEYWAY_HOST=0.0.0.0 \
     KEYWAY_PORT=8080 \
     SHUTDOWN_TIMEOUT_SECONDS=600

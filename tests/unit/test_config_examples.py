@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 _SKIP_DIRS = {"node_modules", "__pycache__", "venv", "build", "dist"}
 _ENV_REF = re.compile(r"env:([A-Za-z_][A-Za-z0-9_]*)")
 _COMPOSE_DEFAULT = re.compile(r"\$\{\w+:-([^}]*)\}")
+_COMPOSE_REQUIRED = re.compile(r"\$\{\w+:\?[^}]*\}")
+"""`${X:?message}`: compose refuses to start without it; the operator supplies the value."""
 
 
 @dataclass
@@ -109,7 +111,12 @@ def _compose_env(config: Path) -> dict[str, str]:
                     environment = service.get("environment") or {}
                     if isinstance(environment, list):  # ["NAME=value", ...]
                         environment = dict(item.partition("=")[::2] for item in environment)
-                    return {k: _COMPOSE_DEFAULT.sub(r"\1", str(v)) for k, v in environment.items()}
+                    return {
+                        k: _COMPOSE_REQUIRED.sub(
+                            f"operator-set-{k.lower()}", _COMPOSE_DEFAULT.sub(r"\1", str(v))
+                        )
+                        for k, v in environment.items()
+                    }
     return {}
 
 

@@ -287,12 +287,25 @@ def test_compose_runs_three_replicas_on_one_redis(compose: dict[str, Any]) -> No
 
 def test_compose_load_balancer_fronts_every_replica(compose: dict[str, Any]) -> None:
     lb = compose["services"]["haproxy"]
-    assert "8080:8080" in lb["ports"]
+    assert "127.0.0.1:8080:8080" in lb["ports"]
+
     assert {name: dep["condition"] for name, dep in lb["depends_on"].items()} == dict.fromkeys(
         REPLICAS, "service_healthy"
     )
     mount = lb["volumes"][0]
     assert (ROOT / mount["source"]).resolve() == HAPROXY_CFG
+
+
+def test_compose_ships_no_secret_and_publishes_on_loopback_only(compose: dict[str, Any]) -> None:
+    """Every secret is required from the operator (`${X:?...}`), never a public default, and
+    no port is published on every interface."""
+    env = compose["x-keyway-replica"]["environment"]
+    for name in ("KEYWAY_MASTER_KEY", "KEYWAY_ADMIN_KEYS", "KEYWAY_CLIENT_KEY_SECRET",
+                 "KEYWAY_DEMO_CLIENT_KEY"):  # fmt: skip
+        assert str(env[name]).startswith(f"${{{name}:?"), (name, env[name])
+    for service in compose["services"].values():
+        for port in service.get("ports") or []:
+            assert str(port).startswith("127.0.0.1:"), port
 
 
 def test_haproxy_round_robins_replicas_and_checks_readyz() -> None:
