@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelManagedSSLConnection
 
 from gateway.state.resp import PipelinedRedis
 
@@ -83,7 +83,16 @@ def open_redis(
             (h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]) if ":" in h else 26379)
             for h in (parts.netloc.rsplit("@", 1)[-1]).split(",")
         ]
-        sentinel = Sentinel(hosts, **common)  # type: ignore[no-untyped-call,unused-ignore]
+        # rediss+sentinel: TLS to the sentinels and to the master (the password never in clear)
+        tls = parts.scheme == "rediss+sentinel"
+        sentinel_kwargs = {
+            "socket_timeout": timeout_s,
+            "socket_connect_timeout": timeout_s,
+            **({"ssl": True} if tls else {}),
+        }
+        sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **common)  # type: ignore[no-untyped-call,unused-ignore]
+        if tls:
+            common["connection_class"] = SentinelManagedSSLConnection
         master = sentinel.master_for(service, password=parts.password, **common)
         return RedisHandle(master, cluster=False, embedded=False, description=f"sentinel {safe}")
     # a bounded pool that waits for a free connection rather than failing under bursts
