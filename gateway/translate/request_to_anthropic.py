@@ -231,15 +231,21 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
             raise BadRequest("only function tools are supported by this model", param=f"tools[{i}]")
         if not isinstance(function.get("name"), str):
             raise BadRequest("a function needs a name", param=f"tools[{i}].function.name")
-        converted: dict[str, Any] = {"name": function["name"]}
-        if isinstance(function.get("description"), str):
-            converted["description"] = function["description"]
-        schema = function.get("parameters")
-        converted["input_schema"] = schema if isinstance(schema, dict) else {"type": "object"}
-        if function.get("strict") is True:  # only when asked: false is Anthropic's default
-            converted["strict"] = True
-        result.append(converted)
+        result.append(function_to_anthropic_tool(function))
     return result
+
+
+def function_to_anthropic_tool(function: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI function definition (`name`, `description`, `parameters`, `strict`; chat nests
+    it under `function`, the Responses API does not) as an Anthropic tool."""
+    converted: dict[str, Any] = {"name": function["name"]}
+    if isinstance(function.get("description"), str):
+        converted["description"] = function["description"]
+    schema = function.get("parameters")
+    converted["input_schema"] = schema if isinstance(schema, dict) else {"type": "object"}
+    if function.get("strict") is True:  # only when asked: false is Anthropic's default
+        converted["strict"] = True
+    return converted
 
 
 def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:

@@ -43,7 +43,7 @@ from typing import Any
 from gateway.errors import BadRequest
 from gateway.translate.reasoning import apply_reasoning_effort
 from gateway.translate.refusals import unsupported
-from gateway.translate.request_to_anthropic import DEFAULT_MAX_TOKENS
+from gateway.translate.request_to_anthropic import DEFAULT_MAX_TOKENS, function_to_anthropic_tool
 from gateway.translate.responses_input import anthropic_conversation
 from gateway.translate.structured_output import anthropic_output_format
 
@@ -165,14 +165,7 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
             )
         if not isinstance(tool.get("name"), str) or not tool["name"]:
             raise BadRequest("a function tool needs a name", param=f"tools[{i}].name")
-        converted: dict[str, Any] = {"name": tool["name"]}
-        if isinstance(tool.get("description"), str):
-            converted["description"] = tool["description"]
-        schema = tool.get("parameters")
-        converted["input_schema"] = schema if isinstance(schema, dict) else {"type": "object"}
-        if tool.get("strict") is True:  # only when asked: false is Anthropic's default
-            converted["strict"] = True
-        result.append(converted)
+        result.append(function_to_anthropic_tool(tool))
     return result
 
 
