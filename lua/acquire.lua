@@ -6,11 +6,18 @@
 -- ARGV[2]  request id      also the lease id; acquiring twice with one id returns the first lease
 -- ARGV[3]  token estimate  tokens reserved in the TPM window until settle (integer >= 0)
 -- ARGV[4]  lease ttl       (ms) a lease not settled by then is swept and its quota released
--- ARGV[5]  strategy        least-utilised | weighted | priority | lowest-latency
--- ARGV[6]  random          integer in [0, 1e6), the caller's randomness (ties, weighted choice)
+-- ARGV[5]  strategy        how to choose among the candidates, examined in the order given (the
+--                          caller samples a large pool: gateway/routing/sampling.py):
+--                          priority, weighted  the first that has room (the caller's order is the
+--                                              priority, or a draw by weight)
+--                          least-utilised      the least utilised of the first two that have room
+--                          lowest-latency      the fastest (latency EWMA) of all that have room
+-- ARGV[6]  random          integer in [0, 1e6) (unused; kept for the call's shape)
 -- ARGV[7]  model           the upstream model: the provider+model breaker <P>:m:<model> gates it
 -- ARGV[8]  n               number of candidates, then 5 fields per candidate:
 -- ARGV[9+5i ..]            key id, rpm (0 = none), tpm (0 = none), max concurrency (0 = none), weight
+--
+-- Cost: O(candidates examined), never O(pool): least-utilised stops at the second key with room.
 --
 -- returns {1, key id, probe (0|1)}                       the lease is held
 --      or {0, wait (ms, -1 = never by itself), skipped}  no key fits; skipped = "id=reason,..."
@@ -48,6 +55,15 @@ local WINDOW = WINDOW_MS  -- lib/window.lua
 local leases = KEYS[1]
 local lease_h = P .. ':lease'
 
+-- a lease record: key id|probe|estimate|model probe|b<window bucket>|model (records written
+-- before the bucket lack it; settle.lua reads the same layout)
+local function lease_fields(rec)
+  local kid, probe, _, mprobe, _, lmodel = string.match(rec, '^([^|]*)|(%d)|(%d+)|(%d)|b(%d+)|(.*)$')
+  if kid then return kid, probe, mprobe, lmodel end
+  kid, probe, _, mprobe, lmodel = string.match(rec, '^([^|]*)|(%d)|(%d+)|(%d)|(.*)$')
+  return kid, probe, mprobe, lmodel
+end
+
 -- a retried call (reply lost) must not reserve twice
 local held = redis.call('HGET', lease_h, req)
 if held then
@@ -60,7 +76,7 @@ local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 16)
 for _, rid in ipairs(expired) do
   local rec = redis.call('HGET', lease_h, rid)
   if rec then
-    local kid, probe, _, mprobe, lmodel = string.match(rec, '^([^|]*)|(%d)|(%d+)|(%d)|(.*)$')
+    local kid, probe, mprobe, lmodel = lease_fields(rec)
     local kh = P .. ':k:' .. kid
     if tonumber(redis.call('HINCRBY', kh, 'infl', -1)) < 0 then
       -- the key's hash had expired and HINCRBY made it anew: it gets a TTL like every other
@@ -77,13 +93,6 @@ for _, rid in ipairs(expired) do
     redis.call('HDEL', lease_h, rid)
   end
   redis.call('ZREM', leases, rid)
-end
-
--- the key's window (lib/window.lua), trimmed to the last minute
-local function trim(kid)
-  local w, wt = P .. ':w:' .. kid, P .. ':wt:' .. kid
-  window_trim(w, wt, now)
-  return w, wt
 end
 
 -- the provider+model breaker: while open, no key of this pool serves this model
@@ -109,7 +118,11 @@ if n > 0 then
   disabled = redis.call('HMGET', P .. ':disabled', (table.unpack or unpack)(ids))
 end
 
+-- examine the candidates in order, stopping as soon as the strategy has what it needs
+local enough = (strategy == 'priority' or strategy == 'weighted') and 1
+               or (strategy == 'least-utilised' and 2) or n
 for i, c in ipairs(cands) do
+  if #eligible >= enough then break end
   local kh = P .. ':k:' .. c.id
   local f = redis.call('HMGET', kh, 'infl', 'cool_until', 'br', 'br_until', 'br_probe_exp',
                        'rem_req', 'rem_tok', 'rem_reset', 'lat')
@@ -128,28 +141,26 @@ for i, c in ipairs(cands) do
   elseif c.conc > 0 and infl >= c.conc then
     skip(c, 'concurrency', now + 250)
   else
-    -- the windows of a key without rpm / tpm limits are not read here: it is trimmed when it
-    -- is chosen (below), so its window stays exact for the admin view and for a limit set later
-    local w, wt, count, sum = nil, nil, 0, 0
-    if c.rpm > 0 or c.tpm > 0 then
-      w, wt = trim(c.id)
-      c.trimmed = true
-      if c.rpm > 0 then count = redis.call('ZCARD', w) end
-      if c.tpm > 0 then sum = tonumber(redis.call('HGET', wt, '_sum')) or 0 end
-    end
-    if c.rpm > 0 and count >= c.rpm then
-      local oldest = redis.call('ZRANGE', w, 0, 0, 'WITHSCORES')
-      skip(c, 'rpm', tonumber(oldest[2]) + WINDOW)
-    elseif c.tpm > 0 and sum + est > c.tpm then
-      skip(c, 'tpm', window_tokens_free_at(w, wt, sum, est, c.tpm, now))
+    -- the key's one-minute window (lib/window.lua), trimmed; written only if it is chosen (or
+    -- if trimming changed it)
+    local win = window_open(P .. ':win:' .. c.id, now)
+    c.win = win
+    if c.rpm > 0 and win.n >= c.rpm then
+      window_close(win)
+      skip(c, 'rpm', window_free_at(win, 'r', 1, c.rpm, now))
+    elseif c.tpm > 0 and win.s + est > c.tpm then
+      window_close(win)
+      skip(c, 'tpm', window_free_at(win, 't', est, c.tpm, now))
     elseif rem_reset > now and ((rem_req and rem_req <= 0) or (rem_tok and rem_tok < est)) then
+      window_close(win)
       skip(c, 'upstream_quota', rem_reset)
     else
       local u = 0
-      if c.rpm > 0 then u = math.max(u, (count + 1) / c.rpm) end
-      if c.tpm > 0 then u = math.max(u, (sum + est) / c.tpm) end
+      if c.rpm > 0 then u = math.max(u, (win.n + 1) / c.rpm) end
+      if c.tpm > 0 then u = math.max(u, (win.s + est) / c.tpm) end
       if c.conc > 0 then u = math.max(u, (infl + 1) / c.conc) end
       c.util = u
+      c.infl = infl
       c.lat = tonumber(f[9]) or 0
       c.probe = (br == 'open' or br == 'half') and 1 or 0
       c.rem_live = rem_reset > now and rem_req ~= nil
@@ -162,38 +173,21 @@ if #eligible == 0 then
   return {0, math.floor(wait), table.concat(skipped, ',')}
 end
 
--- choose: start at a random offset so equal scores spread over the keys
-local m = #eligible
-local off = rnd % m
-local chosen
-if strategy == 'priority' then
-  chosen = eligible[1]
-elseif strategy == 'weighted' then
-  local total = 0
-  for _, c in ipairs(eligible) do total = total + math.max(c.weight, 0) end
-  if total <= 0 then
-    chosen = eligible[off + 1]
-  else
-    local pick = (rnd % 1000000) / 1000000 * total
-    for _, c in ipairs(eligible) do
-      pick = pick - math.max(c.weight, 0)
-      if pick < 0 then chosen = c break end
-    end
-    chosen = chosen or eligible[m]
-  end
-else
-  for i = 0, m - 1 do
-    local c = eligible[((off + i) % m) + 1]
+-- choose (ties: fewer requests in flight, then the caller's order)
+local chosen = eligible[1]
+if strategy == 'least-utilised' or strategy == 'lowest-latency' then
+  for _, c in ipairs(eligible) do
     local score = strategy == 'lowest-latency' and c.lat or c.util
-    if not chosen or score < chosen.score then chosen = c chosen.score = score end
-    c.score = score
+    local best = strategy == 'lowest-latency' and chosen.lat or chosen.util
+    if score < best or (score == best and c.infl < chosen.infl) then chosen = c end
   end
+end
+for _, c in ipairs(eligible) do
+  if c ~= chosen then window_close(c.win) end
 end
 
 -- reserve
 local kh = P .. ':k:' .. chosen.id
-local w, wt = P .. ':w:' .. chosen.id, P .. ':wt:' .. chosen.id
-if not chosen.trimmed then trim(chosen.id) end
 redis.call('HINCRBY', kh, 'infl', 1)
 if chosen.probe == 1 then
   redis.call('HSET', kh, 'br', 'half', 'br_probe', req, 'br_probe_exp', now + ttl)
@@ -203,13 +197,10 @@ if model_probe == 1 then
 end
 if chosen.rem_live then redis.call('HINCRBY', kh, 'rem_req', -1) end
 redis.call('PEXPIRE', kh, 86400000)
-redis.call('ZADD', w, now, req)
-redis.call('HSET', wt, req, est)
-redis.call('HINCRBY', wt, '_sum', est)
-redis.call('PEXPIRE', w, WINDOW + 1000)
-redis.call('PEXPIRE', wt, WINDOW + 1000)
-redis.call('HSET', lease_h, req,
-           chosen.id .. '|' .. chosen.probe .. '|' .. est .. '|' .. model_probe .. '|' .. model)
+window_add(chosen.win, est)
+window_close(chosen.win)
+redis.call('HSET', lease_h, req, chosen.id .. '|' .. chosen.probe .. '|' .. est .. '|'
+           .. model_probe .. '|b' .. chosen.win.cur .. '|' .. model)
 redis.call('ZADD', leases, now + ttl, req)
 redis.call('PEXPIRE', lease_h, ttl * 2 + WINDOW)
 redis.call('PEXPIRE', leases, ttl * 2 + WINDOW)

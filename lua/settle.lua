@@ -92,8 +92,11 @@ local open_base, open_max, jitter = nums[14], nums[15], nums[16]
 local lease_h = P .. ':lease'
 local rec = redis.call('HGET', lease_h, req)
 if not rec then return {0, '', ''} end
-local kid, probe, est, mprobe = string.match(rec, '^([^|]*)|(%d)|(%d+)|(%d)|')
-est = tonumber(est)
+-- key id|probe|estimate|model probe|b<window bucket>|model (acquire.lua; older records lack
+-- the bucket)
+local kid, probe, est, mprobe, bucket = string.match(rec, '^([^|]*)|(%d)|(%d+)|(%d)|b(%d+)|')
+if not kid then kid, probe, est, mprobe = string.match(rec, '^([^|]*)|(%d)|(%d+)|(%d)|') end
+est, bucket = tonumber(est), tonumber(bucket)
 
 local now = server_ms()
 local kh = P .. ':k:' .. kid
@@ -107,15 +110,11 @@ if tonumber(redis.call('HINCRBY', kh, 'infl', -1)) < 0 then
   redis.call('PEXPIRE', kh, DAY)
 end
 
--- the window keeps the request; its tokens become the real count
-local wt = P .. ':wt:' .. kid
+-- the window (lib/window.lua) keeps the request; its tokens become the real count (refund:
+-- the request leaves the window too), while its bucket is in the window
+local win = P .. ':win:' .. kid
 if outcome == 'refund' then
-  local cur = tonumber(redis.call('HGET', wt, req))
-  if cur then
-    redis.call('ZREM', P .. ':w:' .. kid, req)
-    redis.call('HDEL', wt, req)
-    redis.call('HINCRBY', wt, '_sum', 0 - cur)  -- (0 - x): Lua 5.1 renders -0 as "-0", which HINCRBY refuses
-  end
+  if bucket then window_adjust(win, bucket, -1, 0 - est) end
   if probe == '1' and redis.call('HGET', kh, 'br_probe') == req then
     redis.call('HDEL', kh, 'br_probe', 'br_probe_exp')
   end
@@ -125,13 +124,7 @@ if outcome == 'refund' then
   end
   return {1, kid, redis.call('HGET', kh, 'br') or 'closed'}
 end
-if tokens >= 0 then
-  local cur = tonumber(redis.call('HGET', wt, req))
-  if cur then
-    redis.call('HSET', wt, req, math.floor(tokens))
-    redis.call('HINCRBY', wt, '_sum', math.floor(tokens) - cur)
-  end
-end
+if tokens >= 0 and bucket then window_adjust(win, bucket, 0, math.floor(tokens) - est) end
 
 -- one read of the key's hash; its writes gather in `set`, sent as one HSET at the end
 local f = redis.call('HMGET', kh, 'br', 'br_probe', 'lat', 'br_wstart', 'br_wtotal', 'br_wfail',

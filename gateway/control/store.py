@@ -14,7 +14,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from gateway.control.records import KINDS, Kind, StoredConfig
-from gateway.state.layout import pool_prefix
+from gateway.state.layout import pool_prefix, window_requests
 from gateway.state.scripts import CONFIG_KEY_STATE, CONFIG_READ, CONFIG_WRITE
 from gateway.state.store import ScriptCall, SharedState, StateError
 
@@ -124,9 +124,9 @@ class ConfigStore:
         now = await self.server_time_ms()
         pipe = self._redis.pipeline(transaction=False)
         pipe.hgetall(f"{p}:k:{key_id}")
-        pipe.zcount(f"{p}:w:{key_id}", now - 60_000, "+inf")
+        pipe.hgetall(f"{p}:win:{key_id}")
         fields, window = await self._read(pipe.execute())
-        return {str(k): str(v) for k, v in fields.items()}, int(window)
+        return {str(k): str(v) for k, v in fields.items()}, window_requests({str(k): str(v) for k, v in window.items()}, now)
 
     async def hashes(self, names: Sequence[str]) -> list[dict[str, str]]:
         """HGETALL of each name, pipelined (usage buckets)."""
@@ -137,3 +137,4 @@ class ConfigStore:
             pipe.hgetall(name)
         replies = await self._read(pipe.execute())
         return [{str(k): str(v) for k, v in r.items()} for r in replies]
+

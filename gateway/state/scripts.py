@@ -81,9 +81,9 @@ return {{first, second}}
 
 
 ACQUIRE = LuaScript.from_package("acquire", libs=("window",))
-SETTLE = LuaScript.from_package("settle", libs=("usage",))
-CLIENT_ADMIT = LuaScript.from_package("client_admit", libs=("window",))
-CLIENT_SETTLE = LuaScript.from_package("client_settle", libs=("usage",))
+SETTLE = LuaScript.from_package("settle", libs=("window", "usage"))
+CLIENT_ADMIT = LuaScript.from_package("client_admit", libs=("window", "calendar"))
+CLIENT_SETTLE = LuaScript.from_package("client_settle", libs=("window", "calendar", "usage"))
 HEARTBEAT = LuaScript.from_package("heartbeat")
 RENEW = LuaScript.from_package("renew")
 ADMIT_ACQUIRE = pair(CLIENT_ADMIT, ACQUIRE, skip_second_unless_first_ok=True)

@@ -92,6 +92,17 @@ class NoKey:
     wait_ms: int
     skipped: str
 
+    @property
+    def model_closed(self) -> bool:
+        """The provider+model breaker refused: no other key of the pool would do better."""
+        return self.skipped.startswith("model=")
+
+    def merge(self, other: NoKey) -> NoKey:
+        """Both refusals of one pool (its sample, then the rest): the sooner wait, all reasons."""
+        waits = [w for w in (self.wait_ms, other.wait_ms) if w >= 0]
+        skipped = ",".join(s for s in (self.skipped, other.skipped) if s)
+        return NoKey(wait_ms=min(waits) if waits else -1, skipped=skipped)
+
 
 @dataclass(frozen=True, slots=True)
 class Admission:
@@ -267,7 +278,7 @@ class SharedState:
         c = client_prefix(self.prefix, client_id)
         return ScriptCall(
             CLIENT_ADMIT,
-            (f"{c}:w",),
+            (f"{c}:win",),
             (c, request_id, rpm, tpm, tokens, cost_micros, budget_day_micros,
              budget_month_micros, hold_ttl_ms),
         )  # fmt: skip
@@ -297,7 +308,7 @@ class SharedState:
         c = client_prefix(self.prefix, client_id)
         return ScriptCall(
             CLIENT_SETTLE,
-            (f"{c}:w",),
+            (f"{c}:win",),
             (c, request_id, mode, tokens_in, tokens_out, cost_micros, model),
         )
 

@@ -238,9 +238,9 @@ async def _check_books(lc: Lifecycle, t: Totals, problems: list[str]) -> None:
                 "usage cost": t.client_cost[cid]}  # fmt: skip
         _compare(problems, f"client {cid}", got, want)
         low, high = t.client_requests[cid], t.client_requests[cid] + t.client_maybe_requests[cid]
-        if not low <= len(ledger.window) <= high:
+        if not low <= ledger.requests <= high:
             problems.append(
-                f"client {cid}: RPM entries {len(ledger.window)} not in [{low}, {high}]"
+                f"client {cid}: RPM entries {ledger.requests} not in [{low}, {high}]"
             )
 
 

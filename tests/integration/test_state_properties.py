@@ -99,9 +99,9 @@ async def run_program(url: str | None, program: list[tuple[object, ...]]) -> Non
                 infl = int(await redis.hget(f"{p}:k:{key}", "infl") or 0)
                 held = sum(1 for _, m in leases if m.key == key and m.status in ("live", "expired"))
                 assert infl == held >= 0
-                entries = await redis.hgetall(f"{p}:wt:{key}")
-                running = int(entries.pop("_sum", 0))
-                assert running == sum(int(v) for v in entries.values())
+                window = {k: int(v) for k, v in (await redis.hgetall(f"{p}:win:{key}")).items()}
+                running = window.get("s", 0)
+                assert running == sum(v for k, v in window.items() if k.startswith("t"))
                 assert running == sum(m.window_tokens() for _, m in leases if m.key == key)
     finally:
         await s.aclose()

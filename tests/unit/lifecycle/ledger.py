@@ -10,12 +10,12 @@ client_admit.lua and client_settle.lua (`P = <prefix>:{pool:<provider>}`,
 
     P:k:<key>   hash   `infl`: requests in flight on the key
     P:leases    zset   open leases -> expiry;  P:lease  hash  lease id -> `key|probe|estimate|...`
-    P:w:<key>   zset   the key's RPM window (lease ids)
-    P:wt:<key>  hash   its TPM window: lease id -> tokens, and their running total `_sum`
+    P:win:<key> hash   the key's one-minute window (lua/lib/window.lua): one-second buckets
+                       `r<j>` / `t<j>` (requests / tokens) and their running totals `n` / `s`
     P:u:h:<h>   hash   usage per hour, `<key>|<model>:<req|in|out|cost|err>`
     C:adm       hash   open admissions (held estimate and cost), `_cost`
     C:admz      zset   their expiries
-    C:w, C:wt          the client's RPM / TPM windows (request ids)
+    C:win       hash   the client's one-minute window (same layout)
     C:spend:d:<day>, C:spend:m:<yyyymm>   micro-dollars spent
     C:u:h:<h>   hash   usage per hour, `a:<alias>:<req|in|out|cost|err>`
 
@@ -36,6 +36,7 @@ __all__ = [
     "ClientLedger",
     "KeyLedger",
     "PoolLedger",
+    "Window",
     "assert_settled",
     "client_ledger",
     "pool_ledger",
@@ -43,15 +44,40 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
+class Window:
+    """A one-minute window: its running totals and the sums of its buckets (equal when sound)."""
+
+    requests: int
+    """The running request count `n`."""
+    tokens: int
+    """The running token total `s`."""
+    bucket_requests: int
+    bucket_tokens: int
+
+    def problem(self) -> str:
+        if (self.requests, self.tokens) != (self.bucket_requests, self.bucket_tokens):
+            return (
+                f"running totals n={self.requests} s={self.tokens} != buckets "
+                f"{self.bucket_requests} requests, {self.bucket_tokens} tokens"
+            )
+        if self.requests < 0 or self.tokens < 0:
+            return f"negative totals n={self.requests} s={self.tokens}"
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
 class KeyLedger:
     key_id: str
     in_flight: int
-    window: tuple[str, ...]
-    """Lease ids in the key's RPM window."""
-    window_tokens: dict[str, int]
-    """Lease id -> tokens in the key's TPM window."""
-    token_sum: int
-    """The window's running `_sum`."""
+    window: Window
+
+    @property
+    def requests(self) -> int:
+        return self.window.requests
+
+    @property
+    def tokens(self) -> int:
+        return self.window.tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,33 +91,35 @@ class PoolLedger:
 
     @property
     def requests(self) -> int:
-        """Entries in the RPM windows of all the pool's keys."""
-        return sum(len(k.window) for k in self.keys)
+        """Requests in the windows of all the pool's keys."""
+        return sum(k.requests for k in self.keys)
 
     @property
     def tokens(self) -> int:
-        """Tokens in the TPM windows of all the pool's keys."""
-        return sum(sum(k.window_tokens.values()) for k in self.keys)
+        """Tokens in the windows of all the pool's keys."""
+        return sum(k.tokens for k in self.keys)
 
 
 @dataclass(frozen=True, slots=True)
 class ClientLedger:
     client_id: str
     holds: dict[str, str]
-    """Open admissions: request id -> `estimate|cost|spend keys`."""
+    """Open admissions: request id -> `estimate|cost|spend keys|bucket`."""
     held_cost: int
     hold_expiries: tuple[str, ...]
-    window: tuple[str, ...]
-    window_tokens: dict[str, int]
-    token_sum: int
+    window: Window
     spend_day: int
     spend_month: int
     usage: Counter[str]
     """Metric (req, in, out, cost, err) -> total over the client's aliases."""
 
     @property
+    def requests(self) -> int:
+        return self.window.requests
+
+    @property
     def tokens(self) -> int:
-        return sum(self.window_tokens.values())
+        return self.window.tokens
 
 
 def _redis(gw: Gateway) -> Any:
@@ -103,10 +131,14 @@ async def _matching(redis: Any, pattern: str) -> list[str]:
     return [key async for key in redis.scan_iter(match=pattern, count=1000)]
 
 
-def _ints(fields: dict[str, str]) -> tuple[dict[str, int], int]:
-    """(request id -> tokens, `_sum`) of a window's token hash."""
-    entries = {k: int(v) for k, v in fields.items() if k != "_sum"}
-    return entries, int(fields.get("_sum", 0))
+async def _window(redis: Any, name: str) -> Window:
+    fields = {str(k): int(v) for k, v in (await redis.hgetall(name)).items()}
+    return Window(
+        requests=fields.get("n", 0),
+        tokens=fields.get("s", 0),
+        bucket_requests=sum(v for k, v in fields.items() if k.startswith("r")),
+        bucket_tokens=sum(v for k, v in fields.items() if k.startswith("t")),
+    )
 
 
 async def _usage(redis: Any, prefix: str) -> Counter[str]:
@@ -129,14 +161,11 @@ async def pool_ledger(gw: Gateway, provider: str) -> PoolLedger:
     p = pool_prefix(gw.state.prefix, provider)
     keys = []
     for key in gw.table.pools[provider].keys:
-        tokens, total = _ints(await redis.hgetall(f"{p}:wt:{key.id}"))
         keys.append(
             KeyLedger(
                 key_id=key.id,
                 in_flight=int(await redis.hget(f"{p}:k:{key.id}", "infl") or 0),
-                window=tuple(await redis.zrange(f"{p}:w:{key.id}", 0, -1)),
-                window_tokens=tokens,
-                token_sum=total,
+                window=await _window(redis, f"{p}:win:{key.id}"),
             )
         )
     return PoolLedger(
@@ -152,15 +181,12 @@ async def client_ledger(gw: Gateway, client_id: str) -> ClientLedger:
     redis = _redis(gw)
     c = client_prefix(gw.state.prefix, client_id)
     adm = dict(await redis.hgetall(f"{c}:adm"))
-    tokens, total = _ints(await redis.hgetall(f"{c}:wt"))
     return ClientLedger(
         client_id=client_id,
         holds={k: v for k, v in adm.items() if k != "_cost"},
         held_cost=int(adm.get("_cost", 0)),
         hold_expiries=tuple(await redis.zrange(f"{c}:admz", 0, -1)),
-        window=tuple(await redis.zrange(f"{c}:w", 0, -1)),
-        window_tokens=tokens,
-        token_sum=total,
+        window=await _window(redis, f"{c}:win"),
         spend_day=await _sum_of(redis, f"{c}:spend:d:*"),
         spend_month=await _sum_of(redis, f"{c}:spend:m:*"),
         usage=await _usage(redis, c),
@@ -170,8 +196,8 @@ async def client_ledger(gw: Gateway, client_id: str) -> ClientLedger:
 async def assert_settled(gw: Gateway) -> None:
     """Nothing is held any more: no request in flight, no lease, no admission hold.
 
-    Also that every window's running `_sum` equals its entries (a settle that replaced an
-    estimate twice, or forgot one, shows there).
+    Also that every window's running totals equal the sums of its buckets (a settle that
+    replaced an estimate twice, or forgot one, shows there).
     """
     problems: list[str] = []
     for provider in gw.table.pools:
@@ -181,11 +207,8 @@ async def assert_settled(gw: Gateway) -> None:
         for key in pool.keys:
             if key.in_flight != 0:
                 problems.append(f"{provider}/{key.key_id}: in flight {key.in_flight}")
-            if key.token_sum != sum(key.window_tokens.values()):
-                problems.append(
-                    f"{provider}/{key.key_id}: TPM _sum {key.token_sum} != "
-                    f"entries {key.window_tokens}"
-                )
+            if problem := key.window.problem():
+                problems.append(f"{provider}/{key.key_id}: window {problem}")
     for client in gw.cfg.clients:
         ledger = await client_ledger(gw, client.id)
         if ledger.holds or ledger.hold_expiries or ledger.held_cost:
@@ -193,8 +216,6 @@ async def assert_settled(gw: Gateway) -> None:
                 f"client {client.id}: admission holds remain: {ledger.holds} "
                 f"(held cost {ledger.held_cost})"
             )
-        if ledger.token_sum != ledger.tokens:
-            problems.append(
-                f"client {client.id}: TPM _sum {ledger.token_sum} != {ledger.window_tokens}"
-            )
+        if problem := ledger.window.problem():
+            problems.append(f"client {client.id}: window {problem}")
     assert not problems, "not settled:\n  " + "\n  ".join(problems)

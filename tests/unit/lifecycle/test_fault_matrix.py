@@ -52,7 +52,7 @@ async def _charges(lc: Lifecycle, combo: Combo, stage: Stage, body: bytes) -> No
         "upstream calls": calls,
         "key RPM entries": pool.requests,
         "key TPM tokens": pool.tokens,
-        "client RPM entries": len(client.window),
+        "client RPM entries": client.requests,
         "client TPM tokens": client.tokens,
         "client spend": client.spend_day,
         "client usage req": client.usage["req"],

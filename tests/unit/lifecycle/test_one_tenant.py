@@ -55,5 +55,5 @@ async def test_a_failed_request_leaves_the_key_to_the_next_tenant(
 
     assert len(lc.upstream.requests) == 2
     (key,) = (await pool_ledger(lc.gw, "solo")).keys
-    assert sum(key.window_tokens.values()) == PROMPT_TOKENS + COMPLETION_TOKENS, key.window_tokens
+    assert key.tokens == PROMPT_TOKENS + COMPLETION_TOKENS, key.window
     await assert_settled(lc.gw)
