@@ -52,7 +52,9 @@ ENV PATH=/opt/keyway/bin:$PATH \
 
 WORKDIR /tmp
 USER ${KEYWAY_UID}:${KEYWAY_UID}
-EXPOSE 8080
+# 8080: the API. 9090: the admin API, /docs and /metrics when KEYWAY_ADMIN_PORT=9090 (the Helm
+# chart and compose.yaml set it; unset, they share 8080).
+EXPOSE 8080 9090
 
 # Keyway drains on SIGTERM: readiness turns red, in-flight requests and streams finish
 # within SHUTDOWN_TIMEOUT_SECONDS. Give `docker stop` a matching --time.

@@ -19,7 +19,8 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.server import ListenError, reload_problem, serve
 
     for flag, env in (("host", "KEYWAY_HOST"), ("port", "KEYWAY_PORT"), ("workers", "KEYWAY_WORKERS"),
-                      ("log_level", "KEYWAY_LOG_LEVEL")):  # fmt: skip
+                      ("log_level", "KEYWAY_LOG_LEVEL"), ("admin_host", "KEYWAY_ADMIN_HOST"),
+                      ("admin_port", "KEYWAY_ADMIN_PORT")):  # fmt: skip
         value = getattr(args, flag)
         if value is not None:
             os.environ[env] = str(value)
@@ -71,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (KEYWAY_HOST)")
     serve.add_argument("--port", type=int, help="listen port (KEYWAY_PORT)")
     serve.add_argument("--workers", type=int, help="worker processes (KEYWAY_WORKERS)")
+    serve.add_argument(
+        "--admin-port",
+        type=int,
+        help="serve the admin API, /docs and /metrics on this port, off --port (KEYWAY_ADMIN_PORT)",
+    )
+    serve.add_argument("--admin-host", help="the admin port's listen address (KEYWAY_ADMIN_HOST)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument(
         "--reload",

@@ -36,6 +36,9 @@ class Client:
     budget_day_micros: int
     budget_month_micros: int
     digest: bytes = field(repr=False)
+    max_concurrency: int | None = None
+    """Its requests in flight at once on this replica (routing/client_gate.py); 0 = no cap,
+    None = `routing.client_max_concurrency`."""
 
     def may_use(self, alias: str) -> bool:
         return "*" in self.models or alias in self.models
@@ -54,6 +57,7 @@ def make_client(
     models: tuple[str, ...] | list[str],
     budget_daily_usd: float | None,
     budget_monthly_usd: float | None,
+    max_concurrency: int | None = None,
 ) -> Client:
     """A client known only by its key's digest (a runtime record of the control plane)."""
     return Client(
@@ -64,6 +68,7 @@ def make_client(
         budget_day_micros=_micros(budget_daily_usd),
         budget_month_micros=_micros(budget_monthly_usd),
         digest=digest,
+        max_concurrency=max_concurrency,
     )
 
 
@@ -91,6 +96,7 @@ class ClientDirectory:
                 budget_day_micros=_micros(c.budget_daily_usd),
                 budget_month_micros=_micros(c.budget_monthly_usd),
                 digest=digest,
+                max_concurrency=c.max_concurrency,
             )
         self._by_digest = table
 

@@ -6,7 +6,7 @@ Every section forbids unknown fields: a typo stops start-up instead of being ign
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -91,6 +91,9 @@ class ClientConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     """Aliases this key may call; `*` allows every alias."""
     budget_daily_usd: float | None = None
     budget_monthly_usd: float | None = None
+    max_concurrency: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    """Requests of this key in flight at once on each replica (worker process), counted in
+    process: fleet-wide up to replicas x this. 0: no cap; none: `routing.client_max_concurrency`."""
 
 
 class PriceConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -113,6 +116,11 @@ class RedisConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
 class ServerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8080
+    admin_port: int | None = None
+    """Serve the admin API, /docs and /metrics on this port, off `port` (KEYWAY_ADMIN_PORT);
+    None: everything on `port`. Every worker listens on both (gateway/server.py)."""
+    admin_host: str | None = None
+    """The admin port's listen address (KEYWAY_ADMIN_HOST); None: `host`."""
     workers: int = 1
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_body_bytes: int = 4 * 1024 * 1024
@@ -162,7 +170,28 @@ class RoutingConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     default_max_tokens: int = 1024
     """Completion tokens reserved when the request does not say `max_tokens`."""
     degraded_budget_allowance_usd: float = 1.0
-    """While Redis is away, a client with a budget may spend at most this much per replica."""
+    """While Redis is away, a client with a budget may spend at most this much per worker
+    process and per budget period (UTC day for a daily budget, UTC month for a monthly one),
+    however many outages the period holds."""
+    degraded_replicas: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """Worker processes of the whole fleet (replicas x workers each) to assume while Redis is
+    away: each takes 1/this of every client and key limit (rounded down). The count seen in the
+    heartbeats is used when larger. None: a worker that never reached Redis has no share of any
+    limit, so it refuses limited clients and keys until Redis answers."""
+    degraded_settlement_queue: Annotated[int, msgspec.Meta(ge=1)] = 100_000
+    """Settlement batches held for Redis while it is away; past this the oldest are dropped,
+    counted in `keyway_settlements_dropped_total` and logged once per outage."""
+    usage_flush_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
+    """How often each worker sends the usage it counted to Redis (one call per pool and client
+    with traffic); a worker that dies loses at most this much usage (never limits or spend)."""
+    usage_max_pending_groups: Annotated[int, msgspec.Meta(ge=1)] = 100_000
+    """Usage field groups (a key and model, or a client and alias, per hour) a worker holds
+    while Redis is away; past this the oldest batches are dropped, counted in
+    `keyway_settlements_dropped_total{reason="usage"}` and logged once per outage."""
+    client_max_concurrency: Annotated[int, msgspec.Meta(ge=0)] = 250
+    """Requests in flight at once per client key on each replica (worker process), for keys
+    that set no `max_concurrency`; above it, 429 `client_concurrency`. 0: no cap. 250 is a
+    quarter of a worker's upstream connection pool (1000): one client cannot take all of it."""
     breaker: BreakerConfig = BreakerConfig()
 
 

@@ -100,6 +100,8 @@ _ENV_OVERRIDES: tuple[tuple[str, tuple[str, ...], Callable[[str], Any]], ...] = 
     ("KEYWAY_REDIS_PREFIX", ("redis", "prefix"), str),
     ("KEYWAY_HOST", ("server", "host"), str),
     ("KEYWAY_PORT", ("server", "port"), int),
+    ("KEYWAY_ADMIN_HOST", ("server", "admin_host"), str),
+    ("KEYWAY_ADMIN_PORT", ("server", "admin_port"), int),
     ("KEYWAY_WORKERS", ("server", "workers"), int),
     ("KEYWAY_LOG_LEVEL", ("server", "log_level"), str),
     ("KEYWAY_MAX_BODY_BYTES", ("server", "max_body_bytes"), int),
@@ -324,6 +326,15 @@ def _bool(value: object) -> bool:
 
 
 def _check_server(server: dict[Any, Any], out: list[str]) -> None:
+    admin_port = _int(server.get("admin_port"))
+    if admin_port is not None and not 1 <= admin_port <= 65535:
+        out.append("server.admin_port: must be 1-65535")
+    elif admin_port is not None and admin_port == _int(server.get("port", 8080)):
+        host = server.get("host", "127.0.0.1")
+        if server.get("admin_host") in (None, host):  # on one address both would share it
+            out.append("server.admin_port: must differ from server.port")
+    if server.get("admin_host") is not None and server.get("admin_port") is None:
+        out.append("server.admin_host: set server.admin_port too (KEYWAY_ADMIN_PORT)")
     hops = _int(server.get("trusted_proxy_hops"))
     if hops is not None and not 0 <= hops <= 16:
         out.append("server.trusted_proxy_hops: must be between 0 and 16")

@@ -36,6 +36,7 @@ __all__ = [
     "anthropic_error_body",
     "openai_error_body",
     "unreadable_answer",
+    "upstream_redirect",
 ]
 
 _encoder = msgspec.json.Encoder()
@@ -149,6 +150,15 @@ def unreadable_answer(body: bytes) -> UpstreamError:
     """A 2xx whose body is not the JSON object its endpoint answers with."""
     return UpstreamError(
         f"the upstream sent an unreadable answer ({len(body)} bytes)", code="bad_upstream_body"
+    )
+
+
+def upstream_redirect(status: int) -> UpstreamError:
+    """A 3xx: no answer. Followed, it would take the key's secret to wherever it points; relayed,
+    it would send the client there."""
+    return UpstreamError(
+        f"the upstream answered with a redirect ({status}), which Keyway does not follow",
+        code="upstream_redirect",
     )
 
 

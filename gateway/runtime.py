@@ -27,6 +27,7 @@ from gateway.routing.table import RouteTable
 from gateway.state.connection import open_redis
 from gateway.state.guard import RedisGuard
 from gateway.state.store import SharedState, StateError
+from gateway.state.usage_buffer import UsageBuffer
 from gateway.telemetry import tracing
 from gateway.telemetry.metrics import get_metrics, worker_exit
 
@@ -60,19 +61,32 @@ class Gateway:
         )
         self.state.guard.on_change = self._redis_changed
         self.transport = transport or _upstream_transport(env, cfg)
-        self.settler = Settler(self.state)
+        self.settler = Settler(self.state, max_queued=cfg.routing.degraded_settlement_queue)
         self.degraded = DegradedMode(
             prefix=cfg.redis.prefix,
             budget_allowance_micros=int(cfg.routing.degraded_budget_allowance_usd * 1_000_000),
+            expected_replicas=cfg.routing.degraded_replicas,
         )
-        self.router = Router(self.state, self.transport, self.settler, cfg.routing, self.degraded)
+        self.usage = UsageBuffer(
+            self.state,
+            interval_s=cfg.routing.usage_flush_s,
+            max_pending_groups=cfg.routing.usage_max_pending_groups,
+            on_drop=lambda requests: get_metrics().settlements_dropped("usage", requests),
+        )
+        self._usage_task: asyncio.Task[None] | None = None
+        self.router = Router(
+            self.state, self.transport, self.settler, cfg.routing, self.degraded, self.usage
+        )
         self.replica_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._heartbeat: asyncio.Task[None] | None = None
+        self._recovery: asyncio.Task[None] | None = None
+        """The local store's clean-up after an outage (held: the loop keeps weak references)."""
         self.scripts_loaded = False
         self.shutting_down = False
         self._owns_tracing = False
         # control plane: runtime config records in Redis, merged over the file (gateway/control)
         self.control = ConfigSync(self, env)
+        self.control.on_disabled = self.degraded.use_disabled
 
     def use_config(self, table: RouteTable, clients: tuple[Client, ...]) -> None:
         """Swap in a route table and client keys rebuilt by the control plane."""
@@ -88,10 +102,16 @@ class Gateway:
         get_metrics().degraded(not up)
         if up:
             log.warning("redis is reachable again: leaving degraded mode")
-            asyncio.get_running_loop().create_task(self.degraded.reset())
+            self._recovery = asyncio.get_running_loop().create_task(self.degraded.reset())
+        elif self.degraded.replicas is None:
+            log.error(
+                "redis is unreachable: degraded mode; this worker never learned the fleet's size "
+                "(no heartbeat reached Redis, routing.degraded_replicas unset), so it refuses "
+                "every limited client and key until Redis answers"
+            )
         else:
             log.error(
-                "redis is unreachable: degraded mode (local share of limits for %d replicas)",
+                "redis is unreachable: degraded mode (local share of limits for %d workers)",
                 self.degraded.replicas,
             )
 
@@ -103,13 +123,14 @@ class Gateway:
         call = self.state.heartbeat_call(self.replica_id, 6000)
         while True:
             with contextlib.suppress(StateError):
-                self.degraded.replicas = max(1, int((await self.state.run([call]))[0]))
+                self.degraded.saw_replicas(int((await self.state.run([call]))[0]))
             await asyncio.sleep(2.0)
 
     async def start(self) -> None:
         if not tracing.enabled():  # a tracer set up by the embedding program stays its own
             self._owns_tracing = tracing.setup_tracing() is not None
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+        self._usage_task = asyncio.get_running_loop().create_task(self.usage.run())
         try:
             await self.state.load_scripts()
             self.scripts_loaded = True
@@ -147,6 +168,10 @@ class Gateway:
             self._heartbeat.cancel()
         await self.control.stop()
         await self.settler.drain()
+        if self._usage_task is not None:  # cancelling it flushes what was counted, once more
+            self._usage_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._usage_task
         await self.transport.aclose()
         await self.state.aclose()
         if self._owns_tracing:

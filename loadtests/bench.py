@@ -1,9 +1,11 @@
 """The scenarios of a run, each measured through Keyway and sent directly to the fake provider.
 
 A measured run is: an optional wrk warm-up, counters read (CPU of the serving processes, Redis
-INFO), the load, a short pause for the background settles, counters read again. The direct
-run of a pair goes to the same fake provider with the same body, so the difference between
-the two is what Keyway adds on this machine, in this run.
+INFO, the fake provider's requests per key), the load, a short pause for the background
+settles, counters read again. The direct run of a pair goes to the same fake provider with the
+same body, so the difference between the two is what Keyway adds on this machine, in this run.
+The Redis-cost scenario has no direct pair: it loads pools of different sizes, limited and
+unlimited, one after the other, to compare what each costs Redis per request.
 """
 
 from __future__ import annotations
@@ -19,11 +21,26 @@ from pathlib import Path
 import msgspec
 import redis
 
-from loadtests.meters import ServerMeter, read_redis_counters, rss_bytes, tree, wait_for_quiet
+from loadtests.meters import (
+    RedisCounters,
+    ServerMeter,
+    cpu_busy_seconds,
+    key_counts,
+    key_fairness,
+    read_redis_counters,
+    redis_spent,
+    rss_bytes,
+    script_command_names,
+    tree,
+    wait_for_quiet,
+)
 from loadtests.profile import hot_spots
 from loadtests.results import (
+    CommandUse,
+    CostPoint,
     HotSpot,
     KeyCount,
+    KeyShare,
     LoadPoint,
     LoadRun,
     Overload,
@@ -37,7 +54,7 @@ from loadtests.results import (
 )
 from loadtests.stack import Pinning, Proc
 from loadtests.streams import run, run_streams, sample_responses
-from loadtests.topology import CLIENT_KEY, DIRECT_KEY, DIRECT_MODEL, Aliases, Topology
+from loadtests.topology import DIRECT_KEY, DIRECT_MODEL, Aliases, Topology, UpstreamKey
 from loadtests.wrk import run_wrk
 
 __all__ = ["Bench", "Options"]
@@ -60,6 +77,8 @@ class Options:
     profile_s: int = 0
     quiet_wait_s: float = 0.0
     """Before each measured run, wait up to this long for the machine to be idle."""
+    costs: bool = True
+    """Run the Redis-cost comparison over the topology's cost pools."""
 
 
 class Bench:
@@ -75,12 +94,16 @@ class Bench:
         self.redis = redis.Redis.from_url(topo.redis_url)
         self._rss_start = [self._replica_rss(r) for r in topo.replicas]
         self._gateway_core = None if pinning.gateway is None else int(pinning.gateway)
+        self._load_core = None if pinning.load is None else int(pinning.load)
+        self._script_calls = script_command_names()
 
     # -- one measured run ------------------------------------------------------------------
 
-    def _endpoint(self, target: str, fake: Proc, alias: str) -> tuple[str, str, str]:
+    def _endpoint(
+        self, target: str, fake: Proc, alias: str, client: str | None = None
+    ) -> tuple[str, str, str]:
         if target == "keyway":
-            return self.topo.front.url + CHAT_PATH, CLIENT_KEY, alias
+            return self.topo.front.url + CHAT_PATH, client or self.topo.client_key, alias
         return fake.url + CHAT_PATH, DIRECT_KEY, DIRECT_MODEL
 
     def _await_quiet(self) -> None:
@@ -108,8 +131,9 @@ class Bench:
         scenario: str = "chat",
         warmup: bool = True,
         duration_s: int | None = None,
+        client: str | None = None,
     ) -> LoadRun:
-        url, auth, model = self._endpoint(target, fake, alias)
+        url, auth, model = self._endpoint(target, fake, alias, client)
         env = {"KW_AUTH": auth, "KW_MODEL": model}
         self._await_quiet()
         wrk_args = {
@@ -120,22 +144,25 @@ class Bench:
         }
         if warmup and self.opts.warmup_s > 0:
             run_wrk(url, duration_s=self.opts.warmup_s, **wrk_args)  # type: ignore[arg-type]
+        pool = self.topo.pools.get(alias, []) if target == "keyway" else []
+        counts_before = _fake_counts(fake) if pool else {}
         meter = self._meter(target, fake)
+        load_busy = cpu_busy_seconds(self._load_core) if self._load_core is not None else None
         redis_before = read_redis_counters(self.redis) if target == "keyway" else None
         out = run_wrk(url, duration_s=duration_s or self.opts.duration_s, **wrk_args)  # type: ignore[arg-type]
         time.sleep(SETTLE_PAUSE_S)
         spent_cpu = meter.stop()
+        load_busy_pct = (
+            None
+            if load_busy is None or self._load_core is None
+            else _pct(cpu_busy_seconds(self._load_core) - load_busy, spent_cpu.wall_s)
+        )
         served = max(1, out.requests)
         use = None
         if redis_before is not None:
             spent = (read_redis_counters(self.redis) - redis_before).without_probe()
-            use = RedisUse(
-                evalsha_per_request=spent.evalsha_calls / served,
-                commands_per_request=spent.commands / served,
-                reads_per_request=spent.reads / served,
-                cpu_us_per_request=spent.cpu_s * 1e6 / served,
-                commands_by_name=spent.top_commands(served),
-            )
+            # no request completed: there is nothing to divide by (the run's 2xx check fails)
+            use = self._redis_use(spent, served) if out.requests > 0 else None
         result = LoadRun(
             target=target,
             connections=connections,
@@ -151,14 +178,101 @@ class Bench:
             server_cpu_pct=100 * spent_cpu.cpu_s / spent_cpu.wall_s,
             others_on_core_pct=_pct(spent_cpu.others_s, spent_cpu.wall_s),
             redis=use,
+            keys=_key_share(pool, counts_before, _fake_counts(fake)) if pool else None,
+            load_core_busy_pct=load_busy_pct,
+        )
+        redis_note = (
+            f"  Redis {use.command_us_per_request:.0f} µs/req in commands, "
+            f"{use.cpu_us_per_request:.0f} µs/req CPU"
+            if use is not None and use.command_us_per_request is not None
+            else ""
         )
         self.log(
             f"  {target:6} c={connections:<3} {result.rps:8.0f} req/s  p50 "
             f"{result.latency.p50_ms:7.2f} ms  p99 {result.latency.p99_ms:7.2f} ms  "
             f"non-2xx {result.non_2xx}  errors {result.socket_errors}"
+            + redis_note
             + _others_note(result.others_on_core_pct)
         )
         return result
+
+    def load_url(
+        self,
+        url: str,
+        auth: str,
+        model: str,
+        connections: int,
+        *,
+        pids: list[int],
+        headers: str = "",
+        label: str = "peer",
+    ) -> LoadRun:
+        """The chat scenario against any OpenAI-compatible URL (a peer gateway), measured like
+        a Keyway run: CPU of `pids` and their descendants, and of others on Keyway's core."""
+        env = {"KW_AUTH": auth, "KW_MODEL": model, "KW_HEADERS": headers}
+        self._await_quiet()
+        wrk_args = {"scenario": "chat", "env": env, "connections": connections,
+                    "cpus": self.pinning.load}  # fmt: skip
+        if self.opts.warmup_s > 0:
+            run_wrk(url, duration_s=self.opts.warmup_s, **wrk_args)  # type: ignore[arg-type]
+        meter = ServerMeter([p for pid in pids for p in tree(pid)], self._gateway_core)
+        out = run_wrk(url, duration_s=self.opts.duration_s, **wrk_args)  # type: ignore[arg-type]
+        time.sleep(SETTLE_PAUSE_S)
+        spent_cpu = meter.stop()
+        served = max(1, out.requests)
+        result = LoadRun(
+            target=label,
+            connections=connections,
+            requests=out.requests,
+            duration_s=out.duration_s,
+            rps=out.rps,
+            latency=out.latency,
+            socket_errors=out.socket_errors,
+            non_2xx=out.non_2xx,
+            server_cpu_us_per_request=spent_cpu.cpu_s * 1e6 / served,
+            server_cpu_pct=100 * spent_cpu.cpu_s / spent_cpu.wall_s,
+            others_on_core_pct=_pct(spent_cpu.others_s, spent_cpu.wall_s),
+        )
+        self.log(
+            f"  {label:10} c={connections:<3} {result.rps:8.0f} req/s  p50 "
+            f"{result.latency.p50_ms:7.2f} ms  p99 {result.latency.p99_ms:7.2f} ms  "
+            f"non-2xx {result.non_2xx}  errors {result.socket_errors}"
+        )
+        return result
+
+    def _redis_use(self, spent: RedisCounters, served: int) -> RedisUse:
+        """Per-request Redis figures of one run's counter difference."""
+        split = redis_spent(spent, self._script_calls)
+        wall = max(spent.at_s, 1e-9)
+        cpu_us_total = spent.cpu_s * 1e6
+        ranked = sorted(split.by_command.items(), key=lambda item: item[1][1], reverse=True)
+        return RedisUse(
+            evalsha_per_request=spent.evalsha_calls / served,
+            commands_per_request=spent.commands / served,
+            reads_per_request=spent.reads / served,
+            cpu_us_per_request=spent.cpu_s * 1e6 / served,
+            commands_by_name=spent.top_commands(served),
+            command_us_per_request=split.top_level_usec / served,
+            calls_per_request=split.top_level_calls / served,
+            in_scripts_us_per_request=split.in_scripts_usec / served,
+            cpu_pct=100 * spent.cpu_s / wall,
+            memory_growth_bytes=spent.used_memory,
+            memory_growth_bytes_per_min=spent.used_memory * 60 / wall,
+            keys_growth=spent.keys,
+            ceiling_rps=1e6 * served / cpu_us_total if cpu_us_total > 0 else None,
+            command_ceiling_rps=1e6 * served / split.top_level_usec
+            if split.top_level_usec
+            else None,
+            commands={
+                name: CommandUse(
+                    calls_per_request=calls / served,
+                    usec_per_call=usec / calls,
+                    usec_per_request=usec / served,
+                    in_scripts=inner,
+                )
+                for name, (calls, usec, inner) in ranked
+            },
+        )
 
     def streams(self, target: str, concurrency: int) -> StreamRun:
         fake = self.topo.instant
@@ -213,6 +327,22 @@ class Bench:
             )
         return points
 
+    def cost_points(self) -> list[CostPoint]:
+        """Each cost pool (limited / unlimited, small / large) at the largest connection count."""
+        points = []
+        connections = max(self.opts.connections)
+        for pool in self.topo.costs:
+            self.log(f"redis cost: {pool.label}, {connections} connection(s)")
+            run_ = self.load(
+                "keyway", self.topo.instant, pool.alias, connections, client=pool.client_key
+            )
+            points.append(
+                CostPoint(
+                    label=pool.label, limited=pool.limited, pool_keys=len(pool.keys), run=run_
+                )
+            )
+        return points
+
     def stream_points(self) -> list[StreamPoint]:
         points = []
         for c in self.opts.connections:
@@ -240,11 +370,9 @@ class Bench:
         )
         url, auth, model = self._endpoint("keyway", fake, Aliases.OVERLOAD)
         sample = run(sample_responses(url, auth, model, self.opts.overload_sample))
-        stats = _stats_decoder.decode(_get(fake.url + "/_fake/stats"))
-        by_key = stats.get("requests_by_key")
-        counts = by_key if isinstance(by_key, dict) else {}
+        counts = _fake_counts(fake)
         keys = [
-            KeyCount(key_id=k.id, limit=k.rpm or 0, requests=int(counts.get(k.masked, 0)))
+            KeyCount(key_id=k.id, limit=k.rpm or 0, requests=counts.get(k.masked, 0))
             for k in self.topo.overload_keys
         ]
         direct = self.load(
@@ -346,6 +474,8 @@ class Bench:
             ("streaming", lambda: report.streams.extend(self.stream_points())),
             ("overload", lambda: setattr(report, "overload", self.overload())),
         ]
+        if self.opts.costs and topo.costs:
+            steps.append(("redis cost", lambda: report.costs.extend(self.cost_points())))
         for name, step in steps:
             try:
                 step()
@@ -374,6 +504,23 @@ def _pct(seconds: float | None, wall_s: float) -> float | None:
 
 def _others_note(pct: float | None) -> str:
     return f"  (others used {pct:.0f}% of Keyway's core)" if pct is not None and pct >= 5 else ""
+
+
+def _fake_counts(fake: Proc) -> dict[str, int]:
+    """Requests by masked key the fake provider has seen so far."""
+    return key_counts(_stats_decoder.decode(_get(fake.url + "/_fake/stats")))
+
+
+def _key_share(pool: list[UpstreamKey], before: dict[str, int], after: dict[str, int]) -> KeyShare:
+    counts = [after.get(k.masked, 0) - before.get(k.masked, 0) for k in pool]
+    high, low = key_fairness(counts)
+    return KeyShare(
+        pool_keys=len(pool),
+        keys_used=sum(1 for c in counts if c > 0),
+        requests=sum(counts),
+        max_over_mean=high,
+        min_over_mean=low,
+    )
 
 
 def _get(url: str) -> bytes:

@@ -3,11 +3,17 @@
 Readings are cumulative counters taken before and after a measured run; the difference divided
 by the requests served is the cost per request. Granian serves from child processes of the one
 we start, so CPU and RSS are summed over a process and all its descendants.
+
+Redis: ``INFO commandstats`` gives calls and microseconds per command. A script's EVALSHA time
+includes the commands it runs with ``redis.call``, and those commands are counted again under
+their own names, so the time of the commands Keyway's Lua scripts call (their names are read
+from ``gateway/lua``) is kept apart instead of being added twice.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,14 +23,20 @@ from typing import Any
 import redis
 
 __all__ = [
+    "SCRIPT_COMMANDS",
     "RedisCounters",
+    "RedisSpent",
     "ServerMeter",
     "Spent",
     "cpu_busy_seconds",
     "cpu_seconds",
     "descendants",
+    "key_counts",
+    "key_fairness",
     "read_redis_counters",
+    "redis_spent",
     "rss_bytes",
+    "script_command_names",
     "tree",
     "wait_for_quiet",
 ]
@@ -145,6 +157,29 @@ class ServerMeter:
         return Spent(cpu_s=cpu, others_s=others, wall_s=time.monotonic() - self._wall)
 
 
+SCRIPT_COMMANDS = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"})
+"""Commands that run a script: their time includes the commands the script calls."""
+
+_LUA_CALL = re.compile(r"""redis\.p?call\(\s*['"]([A-Za-z]+)['"]""")
+
+
+def script_command_names(lua_dir: Path | None = None) -> frozenset[str]:
+    """Commands Keyway's Lua scripts call (lower case), read from the scripts themselves.
+
+    Keyway itself sends only EVALSHA (plus SCRIPT LOAD and PING) on the hot path, so these
+    names in ``INFO commandstats`` are calls made inside scripts, whose time EVALSHA already
+    counts.
+    """
+    root = lua_dir or Path(__file__).resolve().parent.parent / "gateway" / "lua"
+    names: set[str] = set()
+    for path in root.rglob("*.lua"):
+        try:
+            names.update(m.lower() for m in _LUA_CALL.findall(path.read_text("utf-8")))
+        except OSError:
+            continue
+    return frozenset(names)
+
+
 @dataclass(frozen=True, slots=True)
 class RedisCounters:
     """Cumulative counters of one redis-server."""
@@ -164,8 +199,22 @@ class RedisCounters:
     calls_by_name: dict[str, int] = field(default_factory=dict)
     """Calls of each command (``cmdstat_<name>``), those run by scripts included."""
 
+    usec_by_name: dict[str, int] = field(default_factory=dict)
+    """Microseconds spent in each command (``cmdstat_<name>`` usec); a script's includes the
+    commands it called, which are also counted under their own names."""
+
+    used_memory: int = 0
+    """``used_memory`` (bytes): after a subtraction, the growth over the interval."""
+
+    keys: int = 0
+    """Keys in every database (``INFO keyspace``)."""
+
+    at_s: float = 0.0
+    """When the reading was taken (time.monotonic()); after a subtraction, the interval."""
+
     def __sub__(self, before: RedisCounters) -> RedisCounters:
         names = self.calls_by_name.keys() | before.calls_by_name.keys()
+        timed = self.usec_by_name.keys() | before.usec_by_name.keys()
         return RedisCounters(
             evalsha_calls=self.evalsha_calls - before.evalsha_calls,
             commands=self.commands - before.commands,
@@ -174,6 +223,12 @@ class RedisCounters:
             calls_by_name={
                 n: self.calls_by_name.get(n, 0) - before.calls_by_name.get(n, 0) for n in names
             },
+            usec_by_name={
+                n: self.usec_by_name.get(n, 0) - before.usec_by_name.get(n, 0) for n in timed
+            },
+            used_memory=self.used_memory - before.used_memory,
+            keys=self.keys - before.keys,
+            at_s=self.at_s - before.at_s,
         )
 
     def top_commands(self, per: int, count: int = 8) -> dict[str, float]:
@@ -189,22 +244,95 @@ class RedisCounters:
             reads=max(0, self.reads - 1),
             cpu_s=self.cpu_s,
             calls_by_name={**self.calls_by_name, "info": self.calls_by_name.get("info", 1) - 1},
+            usec_by_name={n: u for n, u in self.usec_by_name.items() if n != "info"},
+            used_memory=self.used_memory,
+            keys=self.keys,
+            at_s=self.at_s,
         )
 
 
+@dataclass(frozen=True, slots=True)
+class RedisSpent:
+    """Redis work over one measured run, split as ``INFO commandstats`` cannot double count it."""
+
+    top_level_usec: int
+    """Microseconds of the commands clients sent (scripts with everything they called, and
+    any other command); INFO excluded."""
+    top_level_calls: int
+    """Commands clients sent (an EVALSHA is one, whatever it calls)."""
+    in_scripts_usec: int
+    """Microseconds of the commands the scripts called (already inside the scripts' time)."""
+    by_command: dict[str, tuple[int, int, bool]]
+    """calls, usec and whether it is a command scripts call, by command name."""
+
+
+def redis_spent(diff: RedisCounters, script_calls: frozenset[str]) -> RedisSpent:
+    """Split a counter difference (INFO probe removed) into top-level and in-script work."""
+    top_usec = top_calls = inner_usec = 0
+    by_command: dict[str, tuple[int, int, bool]] = {}
+    for name, calls in diff.calls_by_name.items():
+        usec = diff.usec_by_name.get(name, 0)
+        if name == "info" or calls <= 0:
+            continue
+        inner = name in script_calls and name not in SCRIPT_COMMANDS
+        by_command[name] = (calls, usec, inner)
+        if inner:
+            inner_usec += usec
+        else:
+            top_usec += usec
+            top_calls += calls
+    return RedisSpent(
+        top_level_usec=top_usec,
+        top_level_calls=top_calls,
+        in_scripts_usec=inner_usec,
+        by_command=by_command,
+    )
+
+
 def read_redis_counters(client: redis.Redis) -> RedisCounters:
-    """One INFO call: command stats, totals and CPU."""
-    info: dict[str, Any] = client.info("commandstats", "stats", "cpu")
+    """One INFO call: command stats, totals, CPU, memory and the number of keys."""
+    info: dict[str, Any] = client.info("commandstats", "stats", "cpu", "memory", "keyspace")
+    at = time.monotonic()
     evalsha = info.get("cmdstat_evalsha", {})
-    calls = {
-        key.removeprefix("cmdstat_"): int(value.get("calls", 0))
+    stats = {
+        key.removeprefix("cmdstat_"): value
         for key, value in info.items()
         if key.startswith("cmdstat_") and isinstance(value, dict)
     }
+    keys = sum(
+        int(value.get("keys", 0))
+        for key, value in info.items()
+        if re.fullmatch(r"db\d+", key) and isinstance(value, dict)
+    )
     return RedisCounters(
         evalsha_calls=int(evalsha.get("calls", 0)) if isinstance(evalsha, dict) else 0,
         commands=int(info["total_commands_processed"]),
         reads=int(info.get("total_reads_processed", 0)),
         cpu_s=float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
-        calls_by_name=calls,
+        calls_by_name={name: int(v.get("calls", 0)) for name, v in stats.items()},
+        usec_by_name={name: int(v.get("usec", 0)) for name, v in stats.items()},
+        used_memory=int(info.get("used_memory", 0)),
+        keys=keys,
+        at_s=at,
     )
+
+
+def key_counts(stats: dict[str, object]) -> dict[str, int]:
+    """``requests_by_key`` of a fake provider's ``/_fake/stats`` (masked key -> requests)."""
+    by_key = stats.get("requests_by_key")
+    if not isinstance(by_key, dict):
+        return {}
+    return {str(k): int(v) for k, v in by_key.items() if isinstance(v, int)}
+
+
+def key_fairness(counts: list[int]) -> tuple[float, float]:
+    """(max share / mean share, min share / mean share) of a pool's per-key request counts.
+
+    1.0 / 1.0 is a perfectly even spread; a pool where one key of 200 takes every request has
+    200 / 0. Keys that got nothing count (as 0), so an unused key shows in the min.
+    """
+    total = sum(counts)
+    if not counts or total <= 0:
+        return 0.0, 0.0
+    mean = total / len(counts)
+    return max(counts) / mean, min(counts) / mean

@@ -14,20 +14,26 @@ import msgspec
 
 __all__ = [
     "Check",
+    "CommandUse",
+    "CostPoint",
     "HotSpot",
     "KeyCount",
+    "KeyShare",
     "Latency",
     "LoadPoint",
     "LoadRun",
     "Overload",
+    "PeerRun",
     "RedisUse",
     "ReplicaMemory",
     "Report",
     "RunInfo",
     "SampledResponse",
+    "ScalePoint",
     "StreamPoint",
     "StreamRun",
     "TargetFigure",
+    "bottleneck",
     "checks",
     "latency_of",
     "percentile",
@@ -45,6 +51,16 @@ class Latency(msgspec.Struct, frozen=True, kw_only=True):
     max_ms: float
 
 
+class CommandUse(msgspec.Struct, frozen=True, kw_only=True):
+    """One command of ``INFO commandstats`` over a measured run."""
+
+    calls_per_request: float
+    usec_per_call: float
+    usec_per_request: float
+    in_scripts: bool = False
+    """A command Keyway's Lua scripts call: its time is already inside EVALSHA's."""
+
+
 class RedisUse(msgspec.Struct, frozen=True, kw_only=True):
     """Redis work per request served, from INFO before and after the run."""
 
@@ -55,9 +71,48 @@ class RedisUse(msgspec.Struct, frozen=True, kw_only=True):
     reads_per_request: float
     """Socket read events per request: about the number of round trips (a pipeline is one)."""
     cpu_us_per_request: float
-    """redis-server CPU per request."""
+    """redis-server CPU per request (INFO cpu: user + system of the process)."""
     commands_by_name: dict[str, float] = {}
     """The most frequent commands per request (inside scripts included), most frequent first."""
+    command_us_per_request: float | None = None
+    """INFO commandstats: microseconds of the commands Keyway sent (each script with everything
+    it called), per request. Time inside commands only: reading, parsing and answering the
+    sockets is not in it, so it is below `cpu_us_per_request`."""
+    calls_per_request: float | None = None
+    """Commands Keyway sent per request (an EVALSHA counts once, whatever it calls)."""
+    in_scripts_us_per_request: float | None = None
+    """Of `command_us_per_request`, the time of the commands the scripts called; the rest is
+    the Lua interpreter and script set-up."""
+    cpu_pct: float | None = None
+    """redis-server CPU over the run's wall time: 100 is one core kept busy."""
+    memory_growth_bytes: int | None = None
+    """``used_memory`` after the run minus before it."""
+    memory_growth_bytes_per_min: float | None = None
+    """That growth scaled to a minute of this load."""
+    keys_growth: int | None = None
+    """Keys in Redis after the run minus before it."""
+    ceiling_rps: float | None = None
+    """The projected single-shard ceiling: 10⁶ / `cpu_us_per_request`, the requests per second
+    one Redis core could carry for the whole fleet at this cost."""
+    command_ceiling_rps: float | None = None
+    """10⁶ / `command_us_per_request`: the same from the commands' time alone, an upper bound
+    (reading and answering the sockets not counted)."""
+    commands: dict[str, CommandUse] = {}
+    """Every command of the run, by name, most time first (INFO excluded)."""
+
+
+class KeyShare(msgspec.Struct, frozen=True, kw_only=True):
+    """How a pool's requests spread over its keys, from the fake provider's counts per key."""
+
+    pool_keys: int
+    keys_used: int
+    """Keys that got at least one request."""
+    requests: int
+    """Requests the fake provider saw on the pool's keys during the run."""
+    max_over_mean: float
+    """The busiest key's share over the mean share (1.0: perfectly even)."""
+    min_over_mean: float
+    """The idlest key's share over the mean share (0: a key got nothing)."""
 
 
 class LoadRun(msgspec.Struct, frozen=True, kw_only=True):
@@ -94,6 +149,10 @@ class LoadRun(msgspec.Struct, frozen=True, kw_only=True):
         return 1e6 / cpu if cpu else None
 
     redis: RedisUse | None = None
+    keys: KeyShare | None = None
+    """The spread over the pool's keys (Keyway runs on a pool the fake provider counts)."""
+    load_core_busy_pct: float | None = None
+    """How busy the CPU of wrk, the fake providers, Redis and haproxy was (pinned runs only)."""
 
 
 class LoadPoint(msgspec.Struct, kw_only=True):
@@ -197,6 +256,42 @@ class HotSpot(msgspec.Struct, frozen=True, kw_only=True):
     total_pct: float
 
 
+class CostPoint(msgspec.Struct, frozen=True, kw_only=True):
+    """The Redis-cost comparison: one pool (limited or not, n keys) at the largest load."""
+
+    label: str
+    """e.g. "limited, 200 keys"."""
+    limited: bool
+    pool_keys: int
+    run: LoadRun
+
+
+class ScalePoint(msgspec.Struct, frozen=True, kw_only=True):
+    """The scaling run: N replicas behind haproxy, one Redis, the 0 ms pool."""
+
+    replicas: int
+    workers: int
+    """Granian workers per replica."""
+    run: LoadRun
+    """Fleet figures: requests of all replicas, CPU of all replica processes."""
+    gateway_cores: float
+    """CPUs the replicas may use (1 when pinned to one CPU)."""
+    load_core_busy_pct: float | None = None
+    """How busy the CPU of wrk, haproxy, the fake provider and Redis was (pinned runs)."""
+    verdict: str = ""
+    """Where the bottleneck is (see `bottleneck`)."""
+
+
+class PeerRun(msgspec.Struct, frozen=True, kw_only=True):
+    """Another gateway (LiteLLM, TensorZero, Portkey) on the same fake provider, or why not."""
+
+    name: str
+    version: str = ""
+    run: LoadRun | None = None
+    skipped: str = ""
+    """Why it did not run (not installed, did not start, ...)."""
+
+
 class Check(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     ok: bool
@@ -222,6 +317,14 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
     stream_chunks: int
     upstream_client: str = ""
     """The transport Keyway called the fake provider with (KEYWAY_UPSTREAM_CLIENT or the default)."""
+    limits: str = ""
+    """What the throughput pools and their client key are limited to (limited or --unlimited)."""
+    pool_keys: int = 4
+    """Keys in each throughput pool (--pool-keys)."""
+    redis_meters: bool = False
+    """The run read INFO commandstats per measured run: the checks then require the figure."""
+    scaling: list[int] = []
+    """--scaling: the replica counts compared (the run did nothing else)."""
 
 
 class TargetFigure(msgspec.Struct, frozen=True, kw_only=True):
@@ -237,6 +340,12 @@ class Report(msgspec.Struct, kw_only=True):
     chat: list[LoadPoint] = []
     streams: list[StreamPoint] = []
     overload: Overload | None = None
+    costs: list[CostPoint] = []
+    """The Redis-cost comparison: limited vs unlimited, small vs large pools."""
+    scaling: list[ScalePoint] = []
+    """--scaling: 1, 2, 4 ... replicas against one Redis."""
+    peers: list[PeerRun] = []
+    """--peers: other gateways on the same fake provider."""
     memory: list[ReplicaMemory] = []
     profile: list[HotSpot] = []
     failures: list[str] = []
@@ -303,6 +412,41 @@ def target_figures(report: Report) -> list[TargetFigure]:
     return figures
 
 
+REDIS_BOUND_PCT = 85.0
+GATEWAY_BOUND_PCT = 85.0
+LOAD_CORE_BOUND_PCT = 90.0
+
+
+def bottleneck(
+    run: LoadRun, gateway_cores: float, load_core_busy_pct: float | None, shared_cpus: bool
+) -> str:
+    """Where a fleet run's ceiling is, from how busy Redis, the replicas and the load CPU were.
+
+    Redis first (one core for the whole fleet), then the replicas' CPU (counting what other
+    processes took of it: on a shared machine that is CPU the replicas did not get), then the
+    CPU of the load generator side.
+    """
+    use = run.redis
+    redis_pct = use.cpu_pct if use is not None else None
+    redis_note = f"Redis at {redis_pct:.0f}% of a core" if redis_pct is not None else "Redis -"
+    gateway_pct = run.server_cpu_pct or 0.0
+    others_pct = run.others_on_core_pct or 0.0
+    gateway_note = f"the replicas at {gateway_pct:.0f}% of {gateway_cores:g} core(s)" + (
+        f" (other processes took {others_pct:.0f}%)" if others_pct >= 5 else ""
+    )
+    if redis_pct is not None and redis_pct >= REDIS_BOUND_PCT:
+        return f"Redis bound: {redis_note}, {gateway_note}"
+    if gateway_pct + others_pct >= GATEWAY_BOUND_PCT * gateway_cores:
+        where = " (the replicas share it)" if shared_cpus else ""
+        return f"gateway CPU bound{where}: {gateway_note}; {redis_note}"
+    if load_core_busy_pct is not None and load_core_busy_pct >= LOAD_CORE_BOUND_PCT:
+        return (
+            f"load CPU bound (wrk, haproxy, the fake provider and Redis share a CPU, "
+            f"{load_core_busy_pct:.0f}% busy): {gateway_note}; {redis_note}"
+        )
+    return f"not CPU bound (more connections would load it further): {gateway_note}; {redis_note}"
+
+
 def _clean(run: LoadRun, name: str) -> Check:
     bad = run.socket_errors + run.non_2xx
     return Check(
@@ -331,7 +475,48 @@ def checks(report: Report) -> list[Check]:
     overload = report.overload
     if overload is not None:
         found.extend(_overload_checks(overload))
+    for c in report.costs:
+        found.append(
+            _clean(c.run, f"redis cost ({c.label}): Keyway answers every request with 2xx")
+        )
+    for sp in report.scaling:
+        found.append(
+            _clean(
+                sp.run, f"scaling, {sp.replicas} replica(s): Keyway answers every request with 2xx"
+            )
+        )
+    for peer in report.peers:
+        if peer.run is not None:
+            found.append(_clean(peer.run, f"peer {peer.name}: answers every request with 2xx"))
+    if report.info.redis_meters:
+        found.append(_redis_meter_check(report))
     return found
+
+
+def _redis_meter_check(report: Report) -> Check:
+    """Every Keyway run with Redis behind it got a commandstats figure: the meter works."""
+    runs = (
+        [(f"{p.scenario} c={p.connections}", p.keyway) for p in report.chat]
+        + [(f"cost {c.label}", c.run) for c in report.costs]
+        + [(f"scaling x{s.replicas}", s.run) for s in report.scaling]
+    )
+    missing = [
+        name
+        for name, run in runs
+        if run.redis is None or not (run.redis.command_us_per_request or 0) > 0
+    ]
+    measured = [
+        f"{name} {run.redis.command_us_per_request:.1f}"
+        for name, run in runs
+        if run.redis is not None and run.redis.command_us_per_request
+    ]
+    return Check(
+        name="redis meters: INFO commandstats gave a command µs/request > 0 for every Keyway run",
+        ok=bool(runs) and not missing,
+        detail=("missing: " + ", ".join(missing))
+        if missing
+        else "µs/request: " + ", ".join(measured[:8]) + (" ..." if len(measured) > 8 else ""),
+    )
 
 
 def _overload_checks(o: Overload) -> list[Check]:

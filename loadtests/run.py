@@ -2,13 +2,17 @@
 
     python loadtests/run.py [--smoke] [--out DIR] [--replicas N] [--haproxy] [--workers W]
                             [--duration S] [--connections 1,32] [--profile S] [--no-pin]
+                            [--unlimited] [--pool-keys N] [--cost-pools 4,200]
+                            [--scaling 1,2,4] [--peers]
 
 Starts its own redis-server, two fake providers (0 ms and 50 ms), N Keyway replicas (and
 haproxy in front with --haproxy or N > 1), runs every scenario through Keyway and directly
 against the fake provider, and writes results.json, results.md and latency.png to --out
-(default loadtests/results/<timestamp>/). Exits 1 if a check failed (non-2xx where none is
-expected, a key over its limit, a 429 without Retry-After, a missing report file), 2 if the
-stack did not start, 130 on Ctrl-C; every process it started is stopped in every case.
+(default loadtests/results/<timestamp>/). With --scaling it runs only the scaling comparison
+(1, 2, 4 ... replicas against one Redis). Exits 1 if a check failed (non-2xx where none is
+expected, a key over its limit, a 429 without Retry-After, no Redis figure, a missing report
+file), 2 if the stack did not start, 130 on Ctrl-C; every process it started is stopped in
+every case.
 """
 
 from __future__ import annotations
@@ -34,10 +38,12 @@ import contextlib
 
 from gateway.providers.transport import DEFAULT_KIND
 from loadtests.bench import Bench, Options
+from loadtests.peers import run_peers
 from loadtests.report import PlotUnavailable, load_report, write_report
 from loadtests.results import Report, RunInfo, checks, target_figures
+from loadtests.scaling import run_scaling
 from loadtests.stack import ROOT, Pinning, Stack, StartupError
-from loadtests.topology import overload_pool, start_topology
+from loadtests.topology import cost_pools, describe_limits, overload_pool, start_topology
 
 __all__ = ["main", "parse_args"]
 
@@ -49,6 +55,17 @@ def _connections(text: str) -> tuple[int, ...]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError("a comma-separated list of positive integers")
     return values
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    """Pool sizes for --cost-pools: positive integers, or 0 / "" for none."""
+    try:
+        values = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("a comma-separated list of integers") from exc
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError("pool sizes must be >= 1 (0 for none)")
+    return tuple(v for v in values if v > 0)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -96,9 +113,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="before each measured run, wait up to S s for an idle machine (default 30, smoke 0)",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    parser.add_argument(
+        "--unlimited",
+        action="store_true",
+        help="throughput pools and client key without limits, budgets or prices (the old "
+        "configuration; default: limited as production configs are, never reached)",
+    )
+    parser.add_argument(
+        "--pool-keys",
+        type=int,
+        default=4,
+        metavar="N",
+        help="keys in each throughput pool (default 4)",
+    )
+    parser.add_argument(
+        "--cost-pools",
+        type=_sizes,
+        default=(4, 200),
+        metavar="LIST",
+        help="pool sizes of the Redis-cost comparison, each limited and unlimited, at the "
+        "largest connection count (default 4,200; 0 skips it)",
+    )
+    parser.add_argument(
+        "--scaling",
+        type=_connections,
+        metavar="LIST",
+        help="run only the scaling comparison: these replica counts behind haproxy, one Redis "
+        "(e.g. 1,2,4)",
+    )
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="also load the other gateways found installed (LiteLLM, TensorZero, Portkey) on "
+        "the same fake provider; absent ones are listed as skipped",
+    )
     args = parser.parse_args(argv)
     if args.replicas < 1 or args.workers < 1:
         parser.error("--replicas and --workers must be >= 1")
+    if args.pool_keys < 1:
+        parser.error("--pool-keys must be >= 1")
     return args
 
 
@@ -154,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         overload_sample=5 if smoke else 20,
         profile_s=args.profile,
         quiet_wait_s=args.quiet_wait if args.quiet_wait is not None else (0 if smoke else 30),
+        costs=bool(args.cost_pools),
     )
+    limited = not args.unlimited
     now = dt.datetime.now(dt.UTC)
     out: Path = args.out or ROOT / "loadtests" / "results" / now.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
@@ -175,30 +230,53 @@ def main(argv: list[str] | None = None) -> int:
             python=platform.python_version(),
             versions=_versions(),
             load_avg_start=list(os.getloadavg()),
-            replicas=args.replicas,
+            replicas=max(args.scaling) if args.scaling else args.replicas,
             workers_per_replica=args.workers,
-            haproxy=haproxy,
+            haproxy=haproxy or bool(args.scaling),
             duration_s=opts.duration_s,
             connections=list(opts.connections),
             stream_chunks=args.stream_chunks,
             upstream_client=os.environ.get("KEYWAY_UPSTREAM_CLIENT") or DEFAULT_KIND,
+            limits=describe_limits(limited),
+            pool_keys=args.pool_keys,
+            redis_meters=True,
+            scaling=list(args.scaling or ()),
         )
     )
+    overload_keys = overload_pool(args.overload_keys, args.overload_rpm or (5 if smoke else 60))
     _log(f"load test: {out} ({pinning.describe()})")
     try:
-        with Stack(out / "logs", pinning) as stack:
-            topo = start_topology(
-                stack,
-                replicas=args.replicas,
+        if args.scaling:
+            report.scaling = run_scaling(
+                args.scaling,
+                opts=opts,
+                out=out,
+                pinning=pinning,
                 workers=args.workers,
-                haproxy=haproxy,
                 stream_chunks=args.stream_chunks,
-                overload_keys=overload_pool(
-                    args.overload_keys, args.overload_rpm or (5 if smoke else 60)
-                ),
+                overload_keys=overload_keys,
+                pool_size=args.pool_keys,
+                limited=limited,
+                log=_log,
             )
-            Bench(opts, topo, pinning, _log).run_into(report, out)
-            _log("stopping the processes")
+        else:
+            with Stack(out / "logs", pinning) as stack:
+                topo = start_topology(
+                    stack,
+                    replicas=args.replicas,
+                    workers=args.workers,
+                    haproxy=haproxy,
+                    stream_chunks=args.stream_chunks,
+                    overload_keys=overload_keys,
+                    pool_size=args.pool_keys,
+                    limited=limited,
+                    costs=cost_pools(args.cost_pools),
+                )
+                bench = Bench(opts, topo, pinning, _log)
+                bench.run_into(report, out)
+                if args.peers:
+                    report.peers = run_peers(bench, out, _log)
+                _log("stopping the processes")
     except KeyboardInterrupt:
         _log("interrupted: every process started was stopped; no report written")
         return 130
@@ -209,12 +287,14 @@ def main(argv: list[str] | None = None) -> int:
     report.targets = target_figures(report)
     report.checks = checks(report)
     try:
-        written = write_report(report, out, png_required=not smoke)
+        written = write_report(
+            report, out, png_required=not smoke and bool(report.chat or report.streams)
+        )
     except PlotUnavailable as exc:
         _log(f"cannot draw latency.png: {exc}")
         return 1
     if len(written) < 3:
-        _log("smoke run: matplotlib is not installed, so no latency.png was drawn")
+        _log("matplotlib is not installed, so no latency.png was drawn")
     problems = _verify(written)
     for problem in problems:
         _log(f"report: {problem}")

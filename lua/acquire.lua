@@ -71,28 +71,35 @@ if held then
   return {1, kid, tonumber(probe)}
 end
 
--- sweep a bounded number of expired leases: a dead replica or a lost stream leaks nothing
-local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 16)
-for _, rid in ipairs(expired) do
-  local rec = redis.call('HGET', lease_h, rid)
-  if rec then
-    local kid, probe, mprobe, lmodel = lease_fields(rec)
-    local kh = P .. ':k:' .. kid
-    if tonumber(redis.call('HINCRBY', kh, 'infl', -1)) < 0 then
-      -- the key's hash had expired and HINCRBY made it anew: it gets a TTL like every other
-      redis.call('HSET', kh, 'infl', 0)
-      redis.call('PEXPIRE', kh, 86400000)
+-- release a bounded number of expired leases: a dead replica or a lost stream leaks nothing.
+-- Run when no key had room (an expired lease may hold the slot that is missing) and otherwise
+-- once a second per key (when the chosen key's window moves to a new bucket), not per request
+local function sweep()
+  local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 32)
+  local released = 0
+  for _, rid in ipairs(expired) do
+    local rec = redis.call('HGET', lease_h, rid)
+    if rec then
+      local kid, probe, mprobe, lmodel = lease_fields(rec)
+      local kh = P .. ':k:' .. kid
+      if tonumber(redis.call('HINCRBY', kh, 'infl', -1)) < 0 then
+        -- the key's hash had expired and HINCRBY made it anew: it gets a TTL like every other
+        redis.call('HSET', kh, 'infl', 0)
+        redis.call('PEXPIRE', kh, 86400000)
+      end
+      if probe == '1' and redis.call('HGET', kh, 'br_probe') == rid then
+        redis.call('HDEL', kh, 'br_probe')
+      end
+      local mh = P .. ':m:' .. lmodel
+      if mprobe == '1' and redis.call('HGET', mh, 'br_probe') == rid then
+        redis.call('HDEL', mh, 'br_probe', 'br_probe_exp')
+      end
+      redis.call('HDEL', lease_h, rid)
+      released = released + 1
     end
-    if probe == '1' and redis.call('HGET', kh, 'br_probe') == rid then
-      redis.call('HDEL', kh, 'br_probe')
-    end
-    local mh = P .. ':m:' .. lmodel
-    if mprobe == '1' and redis.call('HGET', mh, 'br_probe') == rid then
-      redis.call('HDEL', mh, 'br_probe', 'br_probe_exp')
-    end
-    redis.call('HDEL', lease_h, rid)
+    redis.call('ZREM', leases, rid)
   end
-  redis.call('ZREM', leases, rid)
+  return released
 end
 
 -- the provider+model breaker: while open, no key of this pool serves this model
@@ -121,54 +128,60 @@ end
 -- examine the candidates in order, stopping as soon as the strategy has what it needs
 local enough = (strategy == 'priority' or strategy == 'weighted') and 1
                or (strategy == 'least-utilised' and 2) or n
-for i, c in ipairs(cands) do
-  if #eligible >= enough then break end
-  local kh = P .. ':k:' .. c.id
-  local f = redis.call('HMGET', kh, 'infl', 'cool_until', 'br', 'br_until', 'br_probe_exp',
-                       'rem_req', 'rem_tok', 'rem_reset', 'lat')
-  local infl = tonumber(f[1]) or 0
-  local cool = tonumber(f[2]) or 0
-  local br, br_until, probe_exp = f[3], tonumber(f[4]) or 0, tonumber(f[5]) or 0
-  local rem_req, rem_tok, rem_reset = tonumber(f[6]), tonumber(f[7]), tonumber(f[8]) or 0
-  if disabled[i] then
-    skip(c, 'disabled', nil)
-  elseif cool > now then
-    skip(c, 'cooldown', cool)
-  elseif br == 'open' and br_until > now then
-    skip(c, 'breaker_open', br_until)
-  elseif br == 'half' and probe_exp > now then
-    skip(c, 'breaker_probing', probe_exp)
-  elseif c.conc > 0 and infl >= c.conc then
-    skip(c, 'concurrency', now + 250)
-  else
-    -- the key's one-minute window (lib/window.lua), trimmed; written only if it is chosen (or
-    -- if trimming changed it)
-    local win = window_open(P .. ':win:' .. c.id, now)
-    c.win = win
-    if c.rpm > 0 and win.n >= c.rpm then
-      window_close(win)
-      skip(c, 'rpm', window_free_at(win, 'r', 1, c.rpm, now))
-    elseif c.tpm > 0 and win.s + est > c.tpm then
-      window_close(win)
-      skip(c, 'tpm', window_free_at(win, 't', est, c.tpm, now))
-    elseif rem_reset > now and ((rem_req and rem_req <= 0) or (rem_tok and rem_tok < est)) then
-      window_close(win)
-      skip(c, 'upstream_quota', rem_reset)
+local function examine()
+  eligible, skipped, wait = {}, {}, -1
+  for i, c in ipairs(cands) do
+    if #eligible >= enough then break end
+    local kh = P .. ':k:' .. c.id
+    local f = redis.call('HMGET', kh, 'infl', 'cool_until', 'br', 'br_until', 'br_probe_exp',
+                         'rem_req', 'rem_tok', 'rem_reset', 'lat')
+    local infl = tonumber(f[1]) or 0
+    local cool = tonumber(f[2]) or 0
+    local br, br_until, probe_exp = f[3], tonumber(f[4]) or 0, tonumber(f[5]) or 0
+    local rem_req, rem_tok, rem_reset = tonumber(f[6]), tonumber(f[7]), tonumber(f[8]) or 0
+    if disabled[i] then
+      skip(c, 'disabled', nil)
+    elseif cool > now then
+      skip(c, 'cooldown', cool)
+    elseif br == 'open' and br_until > now then
+      skip(c, 'breaker_open', br_until)
+    elseif br == 'half' and probe_exp > now then
+      skip(c, 'breaker_probing', probe_exp)
+    elseif c.conc > 0 and infl >= c.conc then
+      skip(c, 'concurrency', now + 250)
     else
-      local u = 0
-      if c.rpm > 0 then u = math.max(u, (win.n + 1) / c.rpm) end
-      if c.tpm > 0 then u = math.max(u, (win.s + est) / c.tpm) end
-      if c.conc > 0 then u = math.max(u, (infl + 1) / c.conc) end
-      c.util = u
-      c.infl = infl
-      c.lat = tonumber(f[9]) or 0
-      c.probe = (br == 'open' or br == 'half') and 1 or 0
-      c.rem_live = rem_reset > now and rem_req ~= nil
-      eligible[#eligible + 1] = c
+      -- the key's one-minute window (lib/window.lua), trimmed; written only if it is chosen (or
+      -- if trimming changed it)
+      local win = window_open(P .. ':win:' .. c.id, now)
+      c.win = win
+      if c.rpm > 0 and win.n >= c.rpm then
+        window_close(win)
+        skip(c, 'rpm', window_free_at(win, 'r', 1, c.rpm, now))
+      elseif c.tpm > 0 and win.s + est > c.tpm then
+        window_close(win)
+        skip(c, 'tpm', window_free_at(win, 't', est, c.tpm, now))
+      elseif rem_reset > now and ((rem_req and rem_req <= 0) or (rem_tok and rem_tok < est)) then
+        window_close(win)
+        skip(c, 'upstream_quota', rem_reset)
+      else
+        local u = 0
+        if c.rpm > 0 then u = math.max(u, (win.n + 1) / c.rpm) end
+        if c.tpm > 0 then u = math.max(u, (win.s + est) / c.tpm) end
+        if c.conc > 0 then u = math.max(u, (infl + 1) / c.conc) end
+        c.util = u
+        c.infl = infl
+        c.lat = tonumber(f[9]) or 0
+        c.probe = (br == 'open' or br == 'half') and 1 or 0
+        c.rem_live = rem_reset > now and rem_req ~= nil
+        eligible[#eligible + 1] = c
+      end
     end
   end
 end
 
+examine()
+-- no key had room: an expired lease of a dead replica may hold the missing slot
+if #eligible == 0 and sweep() > 0 then examine() end
 if #eligible == 0 then
   return {0, math.floor(wait), table.concat(skipped, ',')}
 end
@@ -196,12 +209,16 @@ if model_probe == 1 then
   redis.call('HSET', mh, 'br', 'half', 'br_probe', req, 'br_probe_exp', now + ttl)
 end
 if chosen.rem_live then redis.call('HINCRBY', kh, 'rem_req', -1) end
-redis.call('PEXPIRE', kh, 86400000)
 window_add(chosen.win, est)
 window_close(chosen.win)
 redis.call('HSET', lease_h, req, chosen.id .. '|' .. chosen.probe .. '|' .. est .. '|'
            .. model_probe .. '|b' .. chosen.win.cur .. '|' .. model)
 redis.call('ZADD', leases, now + ttl, req)
-redis.call('PEXPIRE', lease_h, ttl * 2 + WINDOW)
-redis.call('PEXPIRE', leases, ttl * 2 + WINDOW)
+-- once a second per key, not per request: TTLs (each far longer than a second) and the sweep
+if chosen.win.fresh then
+  redis.call('PEXPIRE', kh, 86400000)
+  redis.call('PEXPIRE', lease_h, ttl * 2 + WINDOW)
+  redis.call('PEXPIRE', leases, ttl * 2 + WINDOW)
+  sweep()
+end
 return {1, chosen.id, chosen.probe}

@@ -33,25 +33,29 @@ if redis.call('HEXISTS', adm, req) == 1 then return {1, ''} end
 local day, y, mo, d = spend_calendar(now)  -- lib/calendar.lua
 local spend_d, spend_m = spend_keys(C, now)
 
--- admissions never settled (their replica died) are charged their estimate and released
-local stale = redis.call('ZRANGEBYSCORE', admz, '-inf', now, 'LIMIT', 0, 16)
-for _, rid in ipairs(stale) do
-  local rec = redis.call('HGET', adm, rid)
-  if rec then
-    local hc = tonumber(string.match(rec, '^%d+|(%d+)')) or 0
-    if hc ~= 0 then
-      redis.call('HINCRBY', adm, '_cost', 0 - hc)  -- (0 - x): Lua 5.1 renders -0 as "-0", which HINCRBY refuses
-      -- a spend key gets its TTL when it is born (client_settle.lua does the same)
-      if tonumber(redis.call('INCRBY', spend_d, hc)) == hc then redis.call('PEXPIRE', spend_d, 2 * 86400000) end
-      if tonumber(redis.call('INCRBY', spend_m, hc)) == hc then redis.call('PEXPIRE', spend_m, 32 * 86400000) end
+-- admissions never settled (their replica died) are charged their estimate and released; run
+-- once a second (when the window moves to a new bucket), not per request
+local function sweep_stale()
+  local stale = redis.call('ZRANGEBYSCORE', admz, '-inf', now, 'LIMIT', 0, 32)
+  for _, rid in ipairs(stale) do
+    local rec = redis.call('HGET', adm, rid)
+    if rec then
+      local hc = tonumber(string.match(rec, '^%d+|(%d+)')) or 0
+      if hc ~= 0 then
+        release_held_cost(adm, hc)
+        -- a spend key gets its TTL when it is born (client_settle.lua does the same)
+        if tonumber(redis.call('INCRBY', spend_d, hc)) == hc then redis.call('PEXPIRE', spend_d, 2 * 86400000) end
+        if tonumber(redis.call('INCRBY', spend_m, hc)) == hc then redis.call('PEXPIRE', spend_m, 32 * 86400000) end
+      end
+      redis.call('HDEL', adm, rid)
     end
-    redis.call('HDEL', adm, rid)
+    redis.call('ZREM', admz, rid)
   end
-  redis.call('ZREM', admz, rid)
 end
 
 -- the one-minute window (lib/window.lua): O(1), refusals included
 local win = window_open(KEYS[1], now)
+if win.fresh then sweep_stale() end
 if rpm > 0 and win.n >= rpm then
   window_close(win)
   return {0, window_free_at(win, 'r', 1, rpm, now) - now, 'rpm'}
@@ -82,6 +86,10 @@ window_close(win)
 redis.call('HSET', adm, req, est .. '|' .. cost .. '|' .. spend_d .. '|' .. spend_m .. '|b' .. win.cur)
 if cost ~= 0 then redis.call('HINCRBY', adm, '_cost', cost) end
 redis.call('ZADD', admz, now + hold_ttl, req)
-redis.call('PEXPIRE', adm, hold_ttl * 2)
-redis.call('PEXPIRE', admz, hold_ttl * 2)
+-- TTLs once a second, not per request (an emptied hash or zset vanishes by itself, and
+-- release_held_cost deletes `_cost` at zero, so nothing outlives its records without a TTL)
+if win.fresh then
+  redis.call('PEXPIRE', adm, hold_ttl * 2)
+  redis.call('PEXPIRE', admz, hold_ttl * 2)
+end
 return {1, ''}

@@ -8,20 +8,22 @@
 --                         | rejected (the upstream refused the request as invalid: the request
 --                           stays in the window, its tokens and cost do not; counted an error)
 --                         | late (admitted while Redis was away: charge spend (day and month)
---                           and usage once, idempotent by a marker; the admission never reached
---                           Redis, so no window holds it)
+--                           once, idempotent by a marker; the admission never reached Redis, so
+--                           no window holds it)
 -- ARGV[4]  input tokens   -1 = unknown (the estimate stays charged, never zero)
 -- ARGV[5]  output tokens  -1 = unknown
 -- ARGV[6]  cost           (micro-dollars) -1 = unknown (the estimated cost is charged)
--- ARGV[7]  model          the alias the client asked for, for usage per model
 --
 -- returns 1 when settled now, 0 when it was already settled (or never admitted)
 --
+-- Usage per alias is not written here: the worker counts it and flushes it about once a second
+-- (gateway/state/usage_buffer.py, usage_flush.lua).
+--
 -- This script runs on every request: each Redis command in it costs the whole fleet (Redis is
 -- single-threaded), so zero increments are skipped and TTLs are set when a key is born.
-local C, req, mode, model = ARGV[1], ARGV[2], ARGV[3], ARGV[7]
+local C, req, mode = ARGV[1], ARGV[2], ARGV[3]
 local tin, tout, cost = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-if #ARGV ~= 7 or not tin or not tout or not cost
+if #ARGV ~= 6 or not tin or not tout or not cost
     or (mode ~= 'charge' and mode ~= 'refund' and mode ~= 'late' and mode ~= 'rejected') then
   return redis.error_reply('ERR client_settle: bad arguments')
 end
@@ -45,19 +47,14 @@ else
   est, hcost, bucket = tonumber(est), tonumber(hcost), tonumber(bucket)
   redis.call('HDEL', adm, req)
   redis.call('ZREM', C .. ':admz', req)
-  if hcost ~= 0 then
-    redis.call('HINCRBY', adm, '_cost', 0 - hcost)  -- (0 - x): Lua 5.1 renders -0 as "-0", which HINCRBY refuses
-  end
+  if hcost ~= 0 then release_held_cost(adm, hcost) end
 end
 -- the window (lib/window.lua) holds the admission's estimate in its bucket, while that bucket
 -- is in the window: it becomes the real count (refund: the request leaves the window too)
-local err = 0
 if mode == 'refund' then
   if bucket then window_adjust(KEYS[1], bucket, -1, 0 - est) end
-  tin, tout, cost, err = 0, 0, 0, 1
 elseif mode == 'rejected' then
   if bucket then window_adjust(KEYS[1], bucket, 0, 0 - est) end
-  tin, tout, cost, err = 0, 0, 0, 1
 else
   if tin < 0 then tin, tout = est, 0 end
   if tout < 0 then tout = 0 end
@@ -74,8 +71,4 @@ else
     end
   end
 end
-
--- usage (lib/usage.lua, prepended): one field group per alias, `a:<alias>:<metric>`; the
--- client's total is their sum, made at read time
-usage_write(C, now, 'a:' .. model .. ':', '^a:', tin, tout, cost, err)
 return 1

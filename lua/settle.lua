@@ -7,7 +7,6 @@
 -- ARGV[2]  request id
 -- ARGV[3]  outcome           ok | rate_limited | server_error | auth_error | client_error | cancelled
 --                            | refund (never sent upstream: the window forgets the request)
---                            | late (degraded mode's usage, its own ARGV: see "Mode `late`" below)
 -- ARGV[4]  tokens            real total tokens, or -1 when unknown (the estimate stays charged)
 -- ARGV[5]  cooldown          (ms) for rate_limited: Retry-After as sent, capped and jittered by the caller
 -- ARGV[6]  remaining req     learned from upstream headers, -1 = not sent
@@ -22,69 +21,31 @@
 -- ARGV[15] breaker: longest open period (ms)
 -- ARGV[16] jitter            integer in [0, 1000): open periods are stretched by up to +20%
 -- ARGV[17] reason            text stored when auth_error disables the key
--- ARGV[18] input tokens      for usage by hour and day (-1 = unknown: the estimate is counted)
--- ARGV[19] output tokens     (-1 = unknown)
--- ARGV[20] cost              (micro-dollars)
--- ARGV[21] model             the upstream model: usage per model and its provider+model breaker
+-- ARGV[18] model             the upstream model: its provider+model breaker
 --
 -- returns {settled (0 = already settled or swept), key id or '', breaker state ('closed'|'open'|'half')}
 --
--- Mode `late`: the usage of a call whose lease was taken on a replica's in-process store while
--- Redis was unreachable (degraded mode). Only the usage is written (hour bucket and roll-up,
--- exactly as a settle of that outcome writes it, at Redis's time when the record lands): the
--- lease, windows, breakers and cooldowns of the outage stayed local by design. Idempotent by a
--- marker `<P>:late:<lease id>` (SET NX, 2 days), as client_settle's late mode.
--- ARGV[1]  P                 key prefix of the pool (same hash tag as KEYS[1])
--- ARGV[2]  lease id
--- ARGV[3]  late
--- ARGV[4]  key id            the key the local lease held
--- ARGV[5]  outcome           of the call: ok counts a success, any other (but refund) an error
--- ARGV[6]  input tokens      >= 0: the caller puts the lease's estimate when unknown
--- ARGV[7]  output tokens     >= 0
--- ARGV[8]  cost              (micro-dollars) >= 0
--- ARGV[9]  model             the upstream model
--- returns {1 (0 = already applied), key id, ''}
+-- Usage (requests, tokens, cost per key and model) is not written here: the worker counts it
+-- and flushes it about once a second (gateway/state/usage_buffer.py, usage_flush.lua).
 --
 -- This script runs on every request: each Redis command in it costs the whole fleet (Redis is
 -- single-threaded), so reads of one hash are one HMGET and writes of one hash one HSET.
 local P, req, outcome = ARGV[1], ARGV[2], ARGV[3]
 local DAY = 86400000
 
--- usage (lib/usage.lua, prepended): one field group per (key, model) pair,
--- `<key id>|<model>:<metric>`; key ids cannot hold '|' or ':', so it parses back whatever the
--- model name holds
-local function write_usage(now, kid, model, tin, tout, cost, err)
-  usage_write(P, now, kid .. '|' .. model .. ':', '^[^:|]*|', tin, tout, cost, err)
-end
-
 local function server_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-if outcome == 'late' then
-  local kid, done, model = ARGV[4], ARGV[5], ARGV[9]
-  local tin, tout, cost = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-  local counted = {ok = 1, rate_limited = 1, server_error = 1, auth_error = 1, client_error = 1,
-                   cancelled = 1}
-  if #ARGV ~= 9 or not tin or not tout or not cost or tin < 0 or tout < 0 or cost < 0
-      or not counted[done] or kid == '' or string.find(kid, '[|:]') then
-    return redis.error_reply('ERR settle: bad late arguments')
-  end
-  if not redis.call('SET', P .. ':late:' .. req, 1, 'NX', 'PX', 2 * DAY) then return {0, kid, ''} end
-  write_usage(server_ms(), kid, model, math.floor(tin), math.floor(tout), math.floor(cost),
-              (done ~= 'ok') and 1 or 0)
-  return {1, kid, ''}
-end
-
 local nums = {}
-for i = 4, 20 do
+for i = 4, 16 do
   nums[i] = tonumber(ARGV[i])
-  if nums[i] == nil and i ~= 17 then return redis.error_reply('ERR settle: argument ' .. i .. ' is not a number') end
+  if nums[i] == nil then return redis.error_reply('ERR settle: argument ' .. i .. ' is not a number') end
 end
 local valid = {ok = 1, rate_limited = 1, server_error = 1, auth_error = 1, client_error = 1, cancelled = 1,
                refund = 1}
-if not valid[outcome] or #ARGV ~= 21 then return redis.error_reply('ERR settle: bad arguments') end
+if not valid[outcome] or #ARGV ~= 18 then return redis.error_reply('ERR settle: bad arguments') end
 local tokens, cool_ms, rem_req, rem_tok, reset_ms, lat = nums[4], nums[5], nums[6], nums[7], nums[8], nums[9]
 local consec_max, rate_pct, min_vol, rate_win = nums[10], nums[11], nums[12], nums[13]
 local open_base, open_max, jitter = nums[14], nums[15], nums[16]
@@ -118,7 +79,7 @@ if outcome == 'refund' then
   if probe == '1' and redis.call('HGET', kh, 'br_probe') == req then
     redis.call('HDEL', kh, 'br_probe', 'br_probe_exp')
   end
-  local mh = P .. ':m:' .. ARGV[21]
+  local mh = P .. ':m:' .. ARGV[18]
   if mprobe == '1' and redis.call('HGET', mh, 'br_probe') == req then
     redis.call('HDEL', mh, 'br_probe', 'br_probe_exp')
   end
@@ -166,7 +127,7 @@ end
 
 local is_probe = probe == '1' and f[2] == req
 local function release_model_probe()
-  local mh = P .. ':m:' .. ARGV[21]
+  local mh = P .. ':m:' .. ARGV[18]
   if mprobe == '1' and redis.call('HGET', mh, 'br_probe') == req then
     redis.call('HDEL', mh, 'br_probe', 'br_probe_exp')
   end
@@ -205,7 +166,7 @@ elseif outcome == 'ok' or outcome == 'server_error' then
   -- the provider+model breaker: consecutive failures across all keys of the pool for it. Its
   -- hash is written (and its TTL refreshed) only when its state changes: a success on a closed,
   -- clean breaker, the common case, costs one read
-  local mh = P .. ':m:' .. ARGV[21]
+  local mh = P .. ':m:' .. ARGV[18]
   local mf = redis.call('HMGET', mh, 'br', 'br_probe', 'br_fails', 'br_keys', 'br_lastkey')
   local mbr = mf[1] or 'closed'
   local mfails, mkeys, mlast = tonumber(mf[3]) or 0, tonumber(mf[4]) or 0, mf[5] or ''
@@ -236,10 +197,4 @@ else
 end
 if #set > 0 then redis.call('HSET', kh, (table.unpack or unpack)(set)) end
 
--- usage (write_usage above); unknown input tokens count as the lease's estimate
-local tin, tout = nums[18], nums[19]
-if tin < 0 then tin = est end
-if tout < 0 then tout = 0 end
-write_usage(now, kid, ARGV[21], math.floor(tin), math.floor(tout), math.floor(nums[20]),
-            (outcome ~= 'ok') and 1 or 0)
 return {1, kid, br}

@@ -28,6 +28,7 @@ def client_view(snapshot: Snapshot, client_id: str) -> ClientView:
         models=list(spec.models),
         budget_daily_usd=spec.budget_daily_usd,
         budget_monthly_usd=spec.budget_monthly_usd,
+        max_concurrency=spec.max_concurrency,
         origin=spec.origin,
         created_ms=spec.created_ms,
     )

@@ -45,6 +45,9 @@ Secret = Annotated[
     Meta(pattern=r"^[\x21-\x7e]{8,4096}$", description="8-4096 printable ASCII characters"),
 ]
 Limit = Annotated[int, Meta(ge=1, le=1_000_000_000)]
+Concurrency = Annotated[
+    int, Meta(ge=0, le=1_000_000, description="requests in flight per replica; 0 = no cap")
+]
 Weight = Annotated[int, Meta(ge=0, le=1_000_000)]
 Seconds = Annotated[float, Meta(gt=0, le=3600)]
 Usd = Annotated[float, Meta(gt=0, le=1_000_000_000)]
@@ -153,6 +156,8 @@ class ClientCreate(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     )
     budget_daily_usd: Usd | None = None
     budget_monthly_usd: Usd | None = None
+    max_concurrency: Concurrency | None = None
+    """Requests in flight at once on each replica; 0 = no cap, null = the routing default."""
 
 
 class ClientPatch(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -161,6 +166,7 @@ class ClientPatch(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     models: Annotated[list[Alias], Meta(min_length=1, max_length=256)] | UnsetType = UNSET
     budget_daily_usd: Usd | UnsetType | None = UNSET
     budget_monthly_usd: Usd | UnsetType | None = UNSET
+    max_concurrency: Concurrency | UnsetType | None = UNSET
 
 
 # -- responses ------------------------------------------------------------------------------
@@ -240,6 +246,8 @@ class ClientView(msgspec.Struct, kw_only=True, frozen=True):
     models: list[str]
     budget_daily_usd: float | None
     budget_monthly_usd: float | None
+    max_concurrency: int | None
+    """Requests in flight at once on each replica; 0 = no cap, null = the routing default."""
     origin: str
     created_ms: int
 

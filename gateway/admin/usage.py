@@ -90,6 +90,7 @@ class UsageController(Controller):
         last: LastParam = None,
     ) -> UsageView:
         checked_id(client_id, "client")
+        await admin.gw.usage.flush()  # this worker's counts now; the others' each second
         rows = await client_usage(admin.editor.store, client_id, period, _span(period, last))
         return _view(f"client {client_id}", period, rows)
 
@@ -104,6 +105,7 @@ class UsageController(Controller):
     ) -> UsageView:
         checked_id(provider, "provider")
         checked_id(key_id, "key")
+        await admin.gw.usage.flush()  # this worker's counts now; the others' each second
         rows = await key_usage(admin.editor.store, provider, key_id, period, _span(period, last))
         return _view(f"key {provider}/{key_id}", period, rows)
 
@@ -112,6 +114,7 @@ class UsageController(Controller):
         self, admin: AdminContext, period: PeriodParam = "day", last: LastParam = None
     ) -> list[ModelUsageView]:
         providers = list(admin.snapshot.config.providers)
+        await admin.gw.usage.flush()  # this worker's counts now; the others' each second
         found = await model_usage(admin.editor.store, providers, period, _span(period, last))
         return [
             ModelUsageView(

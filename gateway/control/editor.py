@@ -331,6 +331,7 @@ class ConfigEditor:
         base = rec or ClientRecord(
             rpm=spec.rpm, tpm=spec.tpm, models=list(spec.models),
             budget_daily_usd=spec.budget_daily_usd, budget_monthly_usd=spec.budget_monthly_usd,
+            max_concurrency=spec.max_concurrency,
         )  # fmt: skip
         new = msgspec.structs.replace(base, updated_ms=_now_ms(), **patch)
         return await self._commit([Change("clients", client_id, _guard(raw), encode_record(new))])

@@ -64,6 +64,7 @@ class ClientSpec:
     hint: str
     origin: Origin
     created_ms: int
+    max_concurrency: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +284,7 @@ class _Merger:
                     models=limits.models,
                     budget_daily_usd=limits.budget_daily_usd,
                     budget_monthly_usd=limits.budget_monthly_usd,
+                    max_concurrency=limits.max_concurrency,
                 )
             )
         return clients, specs
@@ -298,6 +300,7 @@ class _Merger:
                 id=cid, rpm=file.rpm, tpm=file.tpm, models=tuple(file.models),
                 budget_daily_usd=file.budget_daily_usd, budget_monthly_usd=file.budget_monthly_usd,
                 hint=self.base.client_hints[cid], origin="file", created_ms=0,
+                max_concurrency=file.max_concurrency,
             )  # fmt: skip
         if rec.digest is not None:
             try:
@@ -317,6 +320,7 @@ class _Merger:
             id=cid, rpm=rec.rpm, tpm=rec.tpm, models=tuple(rec.models),
             budget_daily_usd=rec.budget_daily_usd, budget_monthly_usd=rec.budget_monthly_usd,
             hint=hint, origin=origin, created_ms=rec.created_ms,
+            max_concurrency=rec.max_concurrency,
         )  # fmt: skip
 
 

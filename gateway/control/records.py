@@ -76,6 +76,8 @@ class ClientRecord(msgspec.Struct, kw_only=True, frozen=True, tag="client"):
     models: list[str] = msgspec.field(default_factory=lambda: ["*"])
     budget_daily_usd: float | None = None
     budget_monthly_usd: float | None = None
+    max_concurrency: int | None = None
+    """Requests in flight at once per replica; 0 = no cap, None = the routing default."""
     digest: str | None = None
     """Hex HMAC-SHA-256 of the key; None = the key the config file gives this client."""
     hint: str | None = None

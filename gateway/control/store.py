@@ -126,7 +126,9 @@ class ConfigStore:
         pipe.hgetall(f"{p}:k:{key_id}")
         pipe.hgetall(f"{p}:win:{key_id}")
         fields, window = await self._read(pipe.execute())
-        return {str(k): str(v) for k, v in fields.items()}, window_requests({str(k): str(v) for k, v in window.items()}, now)
+        return {str(k): str(v) for k, v in fields.items()}, window_requests(
+            {str(k): str(v) for k, v in window.items()}, now
+        )
 
     async def hashes(self, names: Sequence[str]) -> list[dict[str, str]]:
         """HGETALL of each name, pipelined (usage buckets)."""
@@ -137,4 +139,3 @@ class ConfigStore:
             pipe.hgetall(name)
         replies = await self._read(pipe.execute())
         return [{str(k): str(v) for k, v in r.items()} for r in replies]
-

@@ -5,6 +5,8 @@
     watch:  SUBSCRIBE <prefix>:{cfg}:changed   a write announces its version: reload at once
             every KEYWAY_CONFIG_POLL_S seconds (default 5) without a message: GET the version
             and reload if it moved (a pub/sub message can be lost on a reconnect)
+    disabled keys (at start, each poll, each reload): HGETALL <pool>:disabled of every pool,
+            handed to degraded mode (`on_disabled`); a disable moves no config version
 
 Requests never wait on Redis for config: they read the last snapshot swapped in. When Redis is
 unreachable the last snapshot keeps serving and the watcher retries.
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -56,6 +58,10 @@ class ConfigSync:
         )
         self.client_key_secret_set = bool(env.get("KEYWAY_CLIENT_KEY_SECRET"))
         self.snapshot: Snapshot | None = None
+        self.disabled: Mapping[str, frozenset[str]] = {}
+        """Key ids disabled in Redis (by an operator or a 401/403), by provider, as last read."""
+        self.on_disabled: Callable[[Mapping[str, frozenset[str]]], None] | None = None
+        """Told every read of `disabled` (the Gateway's degraded mode)."""
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -73,6 +79,9 @@ class ConfigSync:
             await self.refresh()
         except StateError as exc:
             log.error("runtime config not loaded (%s); serving the file until Redis answers", exc)
+        else:
+            with contextlib.suppress(StateError):  # the watcher reads them again at once
+                await self.read_disabled()
         self._task = asyncio.create_task(self._watch(), name="keyway-config-watch")
 
     async def stop(self) -> None:
@@ -126,6 +135,19 @@ class ConfigSync:
             return await self.refresh()
         return self.snapshot
 
+    async def read_disabled(self) -> Mapping[str, frozenset[str]]:
+        """Read which keys of every pool are disabled, and hand that to `on_disabled`.
+
+        The flag lives in Redis only (acquire.lua skips by it); degraded mode must keep skipping
+        those keys while Redis is unreachable, so each replica keeps the last copy it read.
+        """
+        pools = sorted(self.gw.table.pools)
+        found = await asyncio.gather(*(self.store.disabled_keys(p) for p in pools))
+        self.disabled = {p: frozenset(d) for p, d in zip(pools, found, strict=True) if d}
+        if self.on_disabled is not None:
+            self.on_disabled(self.disabled)
+        return self.disabled
+
     def _apply(self, snapshot: Snapshot, previous: Snapshot | None) -> None:
         known = set(previous.problems) if previous else set()
         for problem in snapshot.problems:
@@ -167,6 +189,7 @@ class ConfigSync:
             if pubsub is not None:
                 await pubsub.subscribe(self.store.channel)
             await self.check()  # anything announced before the subscription took
+            await self.read_disabled()
             loop = asyncio.get_running_loop()
             next_poll = loop.time() + self.poll_s
             while not self._stopping:
@@ -179,12 +202,14 @@ class ConfigSync:
                 if message is None:
                     if loop.time() >= next_poll:
                         await self.check()
+                        await self.read_disabled()
                         next_poll = loop.time() + self.poll_s
                     continue
                 # a burst of writes: take every queued announcement, then reload once
                 while await pubsub.get_message(ignore_subscribe_messages=True, timeout=0):
                     pass
                 await self.refresh()
+                await self.read_disabled()  # the pools may have changed
         finally:
             if pubsub is not None:
                 with contextlib.suppress(RedisError, OSError):

@@ -10,6 +10,10 @@ counts, a reset of ``1e309s``: see ``HOSTILE_HEADERS``); ``"long_stream"`` strea
 (a request that does not stream gets that answer at once). A fault armed for key ``"*"``
 applies to every key that has none of its own. Arming a key again replaces its fault.
 ``count`` is how many requests it hits (None: until cleared).
+
+Faults in the HTTP framing itself (a response smuggled after another, heads too large or
+without end, a trickled head or body, a redirect, a gzip bomb) are ``hostile_wire.py``'s: the
+responses of this app are framed by Granian, which sends none of them.
 """
 
 from __future__ import annotations

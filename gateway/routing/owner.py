@@ -5,6 +5,10 @@
         ... relay the answer; owner.observe(outcome, usage) / owner.observe_text(n)
     # leaving the block settles what is still open, once, whatever happened inside it
 
+Entering the owner takes a slot of the client's concurrency cap (routing/client_gate.py, in
+process, before anything is asked of Redis): above the cap the request is refused with 429
+`client_concurrency` and nothing is held. The exit gives the slot back, once, on every path.
+
 Nothing else settles. The router reports to the owner as it goes (`admitted`, `hold`,
 `sending`, `settle_attempt`, `opened`, `rejected`); the exit then settles, each at most once:
 
@@ -30,10 +34,13 @@ import logging
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from gateway.errors import RateLimited
+from gateway.routing.client_gate import CLIENT_GATE, ClientGate, client_cap
 from gateway.routing.job import Job, OpenCall
 from gateway.routing.outcome import NOTHING_LEARNED, Learned, Outcome
 from gateway.routing.table import Deployment
 from gateway.state.store import Lease, ScriptCall, SharedState, StateError
+from gateway.telemetry.metrics import get_metrics
 
 if TYPE_CHECKING:
     from gateway.routing.router import Router
@@ -42,13 +49,20 @@ __all__ = ["RequestOwner"]
 
 log = logging.getLogger("keyway.owner")
 
+_CONCURRENCY_RETRY_S = 1
+"""Retry-After of a request above its client's concurrency cap (a slot frees as a call ends)."""
+
 
 class RequestOwner:
     """Holds everything one request took from shared state; its exit gives it all back."""
 
-    def __init__(self, router: Router, job: Job) -> None:
+    def __init__(self, router: Router, job: Job, gate: ClientGate | None = None) -> None:
         self.router = router
         self.job = job
+        self._gate = CLIENT_GATE if gate is None else gate
+        """The process's gate, unless one is given (a test's)."""
+        self._gated = False
+        """A slot of the client's concurrency cap is held (given back by `close`)."""
         self.call: OpenCall | None = None
         self._admitted = False
         self._rejected = False
@@ -62,6 +76,18 @@ class RequestOwner:
         self._renewing: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> RequestOwner:
+        """Take a slot of the client's concurrency cap, or refuse the request (429)."""
+        client = self.job.client
+        cap = client_cap(client.max_concurrency, self.router.cfg.client_max_concurrency)
+        if not self._gate.enter(client.id, cap):
+            get_metrics().rate_limited("client_concurrency")
+            raise RateLimited(
+                f"this client key already has {cap} requests in flight on this replica "
+                "(its max_concurrency); retry when one of them ends",
+                code="client_concurrency",
+                retry_after_s=_CONCURRENCY_RETRY_S,
+            )
+        self._gated = True
         return self
 
     async def __aexit__(
@@ -160,6 +186,9 @@ class RequestOwner:
         if self._closed:
             return
         self._closed = True
+        if self._gated:  # first: nothing below may keep the slot from its client
+            self._gated = False
+            self._gate.leave(self.job.client.id)
         self._stop_renewal()
         settlement = self.router.settlement
         for deployment, lease, sent in list(self._held.values()):

@@ -32,6 +32,7 @@ from gateway.providers.adapters import Endpoint
 from gateway.providers.transport import (
     UpstreamTransport,
 )
+from gateway.routing import sampling
 from gateway.routing.attempt import call_upstream
 from gateway.routing.decisions import DecisionLog
 from gateway.routing.degraded import DegradedMode
@@ -50,6 +51,7 @@ from gateway.state.store import (
     StateError,
     StateUnavailable,
 )
+from gateway.state.usage_buffer import UsageBuffer
 from gateway.telemetry import tracing
 from gateway.telemetry.metrics import Metrics, admission_scope, get_metrics
 
@@ -78,6 +80,7 @@ class Router:
         settler: Settler,
         routing: RoutingConfig,
         degraded: DegradedMode,
+        usage: UsageBuffer,
     ) -> None:
         self.state = state
         self.degraded = degraded
@@ -87,7 +90,7 @@ class Router:
         self.decisions = DecisionLog()
         self.lease_ttl_s = routing.lease_ttl_s
         self._lease_ttl_ms = int(routing.lease_ttl_s * 1000)
-        self.settlement = Settlement(state, settler, degraded, routing)
+        self.settlement = Settlement(state, settler, degraded, routing, usage)
 
     def owner(self, job: Job) -> RequestOwner:
         """The owner of `job`'s shared state: `async with router.owner(job) as owner:`."""
@@ -166,8 +169,13 @@ class Router:
                 if moving_on:
                     m.fallback(moving_on)
                     moving_on = ""
-                lease_or_none = await self._acquire(owner, deployment, candidates, admitted, m)
+                # a sample first; the rest of the pool only if none of the sample has room
+                first, rest = sampling.split(deployment.strategy, candidates)
+                lease_or_none = await self._acquire(owner, deployment, first, admitted, m)
                 admitted = True
+                if isinstance(lease_or_none, NoKey) and rest and not lease_or_none.model_closed:
+                    more = await self._acquire(owner, deployment, rest, admitted, m)
+                    lease_or_none = more if isinstance(more, Lease) else lease_or_none.merge(more)
                 if isinstance(lease_or_none, NoKey):
                     job.skipped.append(lease_or_none.skipped)
                     if lease_or_none.wait_ms >= 0 and any(
@@ -227,18 +235,16 @@ class Router:
                 code="state_unavailable",
                 retry_after_s=1,
             ) from None
-        # degraded mode: the same scripts in-process, on this replica's share of every limit
+        # degraded mode: the same scripts in-process, on this replica's share of every limit,
+        # without the keys disabled in Redis or too small to share (reported as skipped)
         await self.degraded.ensure_ready()
         if not admitted:
             job.degraded = True
-        return await self._acquire_on(
-            self.degraded.local,
-            owner,
-            deployment,
-            self.degraded.candidates(candidates),
-            admitted,
-            m,
-        )
+        usable, left_out = self.degraded.candidates(deployment.pool.provider, candidates)
+        got = await self._acquire_on(self.degraded.local, owner, deployment, usable, admitted, m)
+        if isinstance(got, NoKey) and left_out:
+            return NoKey(got.wait_ms, ",".join(s for s in (got.skipped, *left_out) if s))
+        return got
 
     async def _acquire_on(
         self,
@@ -280,7 +286,18 @@ class Router:
             return got
         client = job.client
         if local:
-            rpm, tpm, day, month = self.degraded.client_limits(client)
+            limits = self.degraded.client_limits(client)
+            if limits.refused:
+                # a limit of which this replica has no share: nothing to ask the local store
+                m.rate_limited(admission_scope(limits.refused))
+                raise RateLimited(
+                    f"client key limit reached ({limits.refused}): this replica has no share "
+                    "of it while the shared state is unreachable",
+                    code=f"client_{limits.refused}",
+                    retry_after_s=1,
+                )
+            rpm, tpm = limits.rpm, limits.tpm
+            day, month = limits.budget_day_micros, limits.budget_month_micros
         else:
             rpm, tpm = client.rpm, client.tpm
             day, month = client.budget_day_micros, client.budget_month_micros
@@ -315,7 +332,8 @@ class Router:
         m.rate_limited(admission_scope(admission.reason))
         if isinstance(got, Lease):
             owner.settle_attempt(deployment, got, Outcome.REFUND)
-        if admission.reason == "tpm_exceeds_limit":
+        # locally, the share of the limit may be what the request exceeds, not the limit itself
+        if admission.reason == "tpm_exceeds_limit" and not (local and job.est_tokens <= client.tpm):
             raise BadRequest(
                 "this request needs more tokens than your tokens-per-minute limit allows",
                 code="tokens_exceed_limit",

@@ -1,10 +1,12 @@
 """Settlements of the router's calls: the settle scripts' arguments, and where they go.
 
 A successful call settles its key and charges its client in one round trip; in degraded mode
-the key is settled on the local store, and what Redis must still learn is replayed to it as
-idempotent "late" records: the client's spend and usage (client_settle.lua `late`) and the pool's
-usage per key and model (settle.lua `late`). The rest of a local lease (window, breaker,
-cooldown) stays local by design, and a local refund sends nothing to Redis.
+the key is settled on the local store, and what Redis must still learn is replayed to it as an
+idempotent "late" record: the client's spend (client_settle.lua `late`). The rest of a local
+lease (window, breaker, cooldown) stays local by design, and a local refund sends nothing to
+Redis. Usage (requests, tokens, cost per key and model, and per client and alias) is counted
+here, once per settlement, into the worker's UsageBuffer, which reaches Redis about once a
+second whether the call was settled there or locally.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from gateway.routing.outcome import NOTHING_LEARNED, Learned, Outcome, learn_quo
 from gateway.routing.settler import Settler
 from gateway.routing.table import Deployment
 from gateway.state.store import Lease, ScriptCall, SharedState
+from gateway.state.usage_buffer import UsageBuffer
 from gateway.telemetry.metrics import get_metrics
 
 __all__ = ["Settlement"]
@@ -32,10 +35,12 @@ class Settlement:
         settler: Settler,
         degraded: DegradedMode,
         routing: RoutingConfig,
+        usage: UsageBuffer,
     ) -> None:
         self.state = state
         self.settler = settler
         self.degraded = degraded
+        self.usage = usage
         b = routing.breaker
         self._breaker_args: tuple[int, ...] = (
             b.consecutive_failures,
@@ -49,7 +54,6 @@ class Settlement:
     def pool_call(
         self,
         deployment: Deployment,
-        job: Job,
         lease: Lease,
         outcome: str,
         *,
@@ -74,40 +78,25 @@ class Settlement:
                 *self._breaker_args,
                 random.randrange(1000),
                 reason,
-                tokens_in,
-                tokens_out,
-                max(cost_micros(deployment, tokens_in, tokens_out), 0),
                 deployment.model,
             ),
         )
 
-    def late_usage_call(
-        self,
-        deployment: Deployment,
-        job: Job,
-        lease: Lease,
-        outcome: str,
-        *,
-        tokens_in: int,
-        tokens_out: int,
-    ) -> ScriptCall:
-        """settle.lua `late`: the usage a settle in Redis would have written for this call.
-
-        The same figures as `pool_call`, resolved as settle.lua resolves them: unknown input
-        tokens count as the lease's estimate (the acquire's, `job.est_tokens`), unknown output
-        as 0, and the cost is the one `pool_call` sends (0 when the tokens are unknown).
-        """
-        return self.state.settle_call(
-            lease,
-            (
-                "late",
-                lease.key_id,
-                outcome,
-                tokens_in if tokens_in >= 0 else job.est_tokens,
-                max(tokens_out, 0),
-                max(cost_micros(deployment, tokens_in, tokens_out), 0),
-                deployment.model,
-            ),
+    def _count_pool(
+        self, deployment: Deployment, job: Job, lease: Lease, outcome: str, tin: int, tout: int
+    ) -> None:
+        """The attempt's usage per key and model: unknown input tokens count as the estimate,
+        unknown output as 0; a refund (never sent upstream) counts nothing."""
+        if outcome == Outcome.REFUND:
+            return
+        self.usage.pool(
+            deployment.pool.provider,
+            lease.key_id,
+            deployment.model,
+            tin if tin >= 0 else job.est_tokens,
+            max(tout, 0),
+            max(cost_micros(deployment, tin, tout), 0),
+            outcome != Outcome.OK,
         )
 
     def client_call(
@@ -120,7 +109,6 @@ class Settlement:
             tokens_in=tokens_in,
             tokens_out=tokens_out,
             cost_micros=cost,
-            model=job.alias,
         )
 
     def settle_pool(
@@ -141,7 +129,6 @@ class Settlement:
         """
         call = self.pool_call(
             deployment,
-            job,
             lease,
             outcome,
             tokens_in=0,
@@ -164,22 +151,12 @@ class Settlement:
         tokens_in: int,
         tokens_out: int,
     ) -> None:
-        """On Redis; or, for a local lease, on the local store plus a late usage record for Redis.
-
-        A refund writes no usage, so a refunded local lease never reaches Redis (Redis never saw
-        the lease). Any other outcome's usage per key and model must reach Redis once it is
-        back, exactly once (idempotent by lease id), on its own batch, so that a refused record
-        never takes another settlement down with it.
-        """
+        """On Redis, or for a local lease on the local store; its usage counted either way."""
+        self._count_pool(deployment, job, lease, outcome, tokens_in, tokens_out)
         if not lease.local:
             self.settler.submit([call], provider=lease.provider, outcome=outcome)
             return
         self.settler.submit([call], local=self.degraded.local)
-        if outcome != Outcome.REFUND:
-            late_usage = self.late_usage_call(
-                deployment, job, lease, outcome, tokens_in=tokens_in, tokens_out=tokens_out
-            )
-            self.settler.submit([late_usage])
 
     def finish(self, call: OpenCall, outcome: str, *, tokens_in: int, tokens_out: int) -> None:
         """Settle the key and charge the client; -1 tokens = unknown (the estimate is charged).
@@ -213,7 +190,6 @@ class Settlement:
         provider = deployment.pool.provider
         pool_call = self.pool_call(
             call.deployment,
-            job,
             call.lease,
             outcome,
             tokens_in=tokens_in,
@@ -222,8 +198,10 @@ class Settlement:
             latency_ms=int((call.first_byte - call.started) * 1000),
         )
         client_call = self.client_call(job, "charge", tokens_in, tokens_out, cost)
+        self._count_client(job, call.deployment, tokens_in, tokens_out, cost)
         if not job.degraded and not call.lease.local:
             # one round trip
+            self._count_pool(deployment, job, call.lease, outcome, tokens_in, tokens_out)
             self.settler.submit([pool_call, client_call], provider=provider, outcome=outcome)
             return
         self._submit_pool(
@@ -250,4 +228,16 @@ class Settlement:
         """An admission that served no call: `refund` it, or `rejected` (the upstream refused
         the request as invalid: it counts in the client's window, its tokens and cost do not)."""
         call = self.client_call(job, mode, 0, 0, 0)
+        self.usage.client(job.client.id, job.alias, 0, 0, 0, True)
         self.settler.submit([call], local=self.degraded.local if job.degraded else None)
+
+    def _count_client(
+        self, job: Job, deployment: Deployment, tin: int, tout: int, cost: int
+    ) -> None:
+        """The request's usage per client and alias, as client_settle.lua charges it: unknown
+        tokens are the estimate (input), an unknown cost the estimate's."""
+        if tin < 0:
+            tin, tout = job.est_tokens, 0
+        if cost < 0:
+            cost = max(cost_micros(deployment, job.est_tokens, 0), 0)
+        self.usage.client(job.client.id, job.alias, tin, max(tout, 0), cost, False)

@@ -3,6 +3,13 @@
 Every settle script is idempotent by request id, so a batch whose reply was lost, or one
 replayed after an outage, is applied exactly once. settle.lua answers with the key's state after
 the outcome (its breaker); that answer feeds the `keyway_key_state` gauges.
+
+The queue is in memory (replicas are stateless: nothing spills to disk) and bounded by
+`routing.degraded_settlement_queue` batches. Past it the oldest batch is dropped: counted in
+`keyway_settlements_dropped_total{reason="queue_full"}`, with one warning per outage. What a
+dropped batch loses: for a lease taken in Redis, nothing for good (Redis sweeps the lease after
+`routing.lease_ttl_s` and charges the admission its estimate); for a late record, that request's
+spend and usage never reach Redis.
 """
 
 from __future__ import annotations
@@ -28,12 +35,25 @@ class Settler:
     def __init__(self, state: SharedState, *, max_queued: int = 100_000) -> None:
         self._state = state
         self._tasks: set[asyncio.Task[None]] = set()
-        self._queued: deque[Sequence[ScriptCall]] = deque(maxlen=max_queued)
+        self.max_queued = max(1, max_queued)
+        # unbounded deque, bounded by `_queue`: the replayer takes a batch out while Redis runs
+        # it, and an overflow meanwhile must drop the oldest still queued, not another one
+        self._queued: deque[Sequence[ScriptCall]] = deque()
         self._replayer: asyncio.Task[None] | None = None
+        self.dropped = 0
+        """Batches dropped for a full queue since start (also in the metric)."""
+        self._dropping = False
+        """The queue overflowed since it was last empty: warned once already."""
 
     @property
     def queued(self) -> int:
+        """Batches held for Redis, at most `max_queued` (not counting one being replayed)."""
         return len(self._queued)
+
+    @property
+    def pending(self) -> int:
+        """Settle tasks submitted and not yet finished (applied, queued or failed)."""
+        return sum(not t.done() for t in self._tasks)
 
     def submit(
         self,
@@ -61,11 +81,12 @@ class Settler:
         try:
             replies = await self._state.run(calls)
         except StateUnavailable:
-            self._queued.append(calls)
+            self._queue(calls)
             self._ensure_replayer()
             return
         except StateError as exc:
             log.error("settlement rejected by redis: %s", exc)
+            get_metrics().settlements_dropped("rejected")
             return
         if provider:
             _note_key_states(calls, replies, provider, outcome)
@@ -77,25 +98,56 @@ class Settler:
         except StateError as exc:
             log.error("local settlement failed: %s", exc)
 
+    def _queue(self, calls: Sequence[ScriptCall], *, first: bool = False) -> None:
+        """Hold `calls` for the replayer (`first`: at the head); past the bound drop the oldest."""
+        if first:
+            self._queued.appendleft(calls)
+        else:
+            self._queued.append(calls)
+        over = len(self._queued) - self.max_queued
+        if over <= 0:
+            return
+        for _ in range(over):
+            self._queued.popleft()
+        self.dropped += over
+        get_metrics().settlements_dropped("queue_full", over)
+        if not self._dropping:
+            self._dropping = True
+            log.warning(
+                "settlement queue full (%d batches held for Redis): dropping the oldest; their "
+                "leases expire in Redis, and their late charges and usage are lost "
+                "(keyway_settlements_dropped_total counts them)",
+                self.max_queued,
+            )
+
     def _ensure_replayer(self) -> None:
         if self._replayer is None or self._replayer.done():
             self._replayer = asyncio.get_running_loop().create_task(self._replay())
 
     async def _replay(self) -> None:
         delay = 0.2
+        dropped_before = self.dropped
         while self._queued:
             await asyncio.sleep(delay)
-            calls = self._queued[0]
+            if not self._queued:
+                break
+            calls = self._queued.popleft()
             try:
                 await self._state.run(calls)
             except StateUnavailable:
+                self._queue(calls, first=True)
                 delay = min(max(delay, 0.2) * 2, 5.0)
                 continue
             except StateError as exc:  # a script refused it: replaying again would not help
                 log.error("queued settlement dropped: %s", exc)
-            self._queued.popleft()
+                get_metrics().settlements_dropped("rejected")
             delay = 0.0 if self._queued else 0.2
-        log.info("queued settlements replayed")
+        self._dropping = False
+        lost = self.dropped - dropped_before
+        if lost:
+            log.warning("queued settlements replayed; %d batches were dropped (queue full)", lost)
+        else:
+            log.info("queued settlements replayed")
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Wait for in-flight settlements and the replay queue (shutdown)."""

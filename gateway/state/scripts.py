@@ -20,6 +20,7 @@ __all__ = [
     "RENEW",
     "SETTLE",
     "SETTLE_BOTH",
+    "USAGE_FLUSH",
     "LuaScript",
     "pair",
 ]
@@ -81,11 +82,12 @@ return {{first, second}}
 
 
 ACQUIRE = LuaScript.from_package("acquire", libs=("window",))
-SETTLE = LuaScript.from_package("settle", libs=("window", "usage"))
+SETTLE = LuaScript.from_package("settle", libs=("window",))
 CLIENT_ADMIT = LuaScript.from_package("client_admit", libs=("window", "calendar"))
-CLIENT_SETTLE = LuaScript.from_package("client_settle", libs=("window", "calendar", "usage"))
+CLIENT_SETTLE = LuaScript.from_package("client_settle", libs=("window", "calendar"))
 HEARTBEAT = LuaScript.from_package("heartbeat")
 RENEW = LuaScript.from_package("renew")
+USAGE_FLUSH = LuaScript.from_package("usage_flush", libs=("usage",))
 ADMIT_ACQUIRE = pair(CLIENT_ADMIT, ACQUIRE, skip_second_unless_first_ok=True)
 SETTLE_BOTH = pair(SETTLE, CLIENT_SETTLE, skip_second_unless_first_ok=False)
 PAIRS = {
@@ -97,5 +99,5 @@ PAIRS = {
 CONFIG_WRITE = LuaScript.from_package("config_write")
 CONFIG_READ = LuaScript.from_package("config_read")
 CONFIG_KEY_STATE = LuaScript.from_package("config_key_state")
-ALL_SCRIPTS = (ACQUIRE, SETTLE, CLIENT_ADMIT, CLIENT_SETTLE, HEARTBEAT, RENEW, ADMIT_ACQUIRE,
-               SETTLE_BOTH, CONFIG_WRITE, CONFIG_READ, CONFIG_KEY_STATE)  # fmt: skip
+ALL_SCRIPTS = (ACQUIRE, SETTLE, CLIENT_ADMIT, CLIENT_SETTLE, HEARTBEAT, RENEW, USAGE_FLUSH,
+               ADMIT_ACQUIRE, SETTLE_BOTH, CONFIG_WRITE, CONFIG_READ, CONFIG_KEY_STATE)  # fmt: skip

@@ -303,13 +303,10 @@ class SharedState:
         tokens_in: int,
         tokens_out: int,
         cost_micros: int,
-        model: str,
     ) -> ScriptCall:
         c = client_prefix(self.prefix, client_id)
         return ScriptCall(
-            CLIENT_SETTLE,
-            (f"{c}:win",),
-            (c, request_id, mode, tokens_in, tokens_out, cost_micros, model),
+            CLIENT_SETTLE, (f"{c}:win",), (c, request_id, mode, tokens_in, tokens_out, cost_micros)
         )
 
     def renew_lease_call(self, lease: Lease, ttl_ms: int) -> ScriptCall:

@@ -178,6 +178,12 @@ class Metrics:
             multiprocess_mode="livemax", registry=r,
         )  # fmt: skip
         self.degraded_gauge.set(0)
+        self.settlements_dropped_total = Counter(
+            "keyway_settlements_dropped",
+            "Settlement batches Redis never applied: the queue held while Redis was unreachable "
+            "was full (queue_full), or a script refused the batch (rejected).",
+            ("reason",), registry=r,
+        )  # fmt: skip
         self._request_children: dict[tuple[str, ...], tuple[Counter, Counter, Histogram]] = {}
         self._ttft_children: dict[tuple[str, ...], Histogram] = {}
         self._attempt_children: dict[tuple[str, ...], Counter] = {}
@@ -314,6 +320,10 @@ class Metrics:
     def degraded(self, on: bool) -> None:
         """This worker lost (True) or regained (False) its Redis."""
         self.degraded_gauge.set(1 if on else 0)
+
+    def settlements_dropped(self, reason: str, count: int = 1) -> None:
+        """`count` settle batches will never reach Redis: `queue_full` or `rejected`."""
+        self.settlements_dropped_total.labels(reason).inc(count)
 
 
 # -- process-wide wiring ---------------------------------------------------------------------

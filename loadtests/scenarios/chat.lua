@@ -4,6 +4,8 @@
 --   KW_AUTH    bearer token: a Keyway client key, or an upstream key for the direct runs
 --   KW_MODEL   the model (a Keyway alias, or the upstream model for the direct runs)
 --   KW_STREAM  "1" to ask for an SSE stream (wrk then times the whole stream)
+--   KW_HEADERS extra request headers, one "Name: value" a line (the --peers runs: Portkey
+--              routes by headers)
 -- Output: a line `WRK_RESULT {...}` with the request count, the error counts and the latency
 -- percentiles in microseconds, read by loadtests/wrk.py.
 
@@ -14,6 +16,12 @@ local stream = os.getenv("KW_STREAM") == "1"
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. auth
+for line in string.gmatch(os.getenv("KW_HEADERS") or "", "[^\n]+") do
+  local name, value = string.match(line, "^%s*([^:]-)%s*:%s*(.-)%s*$")
+  if name and name ~= "" then
+    wrk.headers[name] = value
+  end
+end
 wrk.body = string.format(
   '{"model":"%s","messages":[{"role":"user","content":"Say hi"}],"stream":%s}',
   model, stream and "true" or "false")

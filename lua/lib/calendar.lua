@@ -1,6 +1,6 @@
--- lib/calendar.lua: the UTC day and calendar month of a client's spend buckets; shared by
--- client_admit.lua (budgets) and client_settle.lua (charges). Redis Lua has no include:
--- gateway/state/scripts.py prepends this file to both scripts' sources.
+-- lib/calendar.lua: a client's spend: the UTC day and calendar month of its spend keys, and the
+-- cost its open admissions hold; shared by client_admit.lua (budgets) and client_settle.lua
+-- (charges). Redis Lua has no include: gateway/state/scripts.py prepends this file to both.
 
 -- UTC calendar date from days since the epoch (H. Hinnant's civil_from_days)
 local function civil(days)
@@ -28,4 +28,11 @@ end
 local function spend_keys(C, now)
   local day, y, m = spend_calendar(now)
   return C .. ':spend:d:' .. day, C .. ':spend:m:' .. (y * 100 + m)
+end
+
+-- give back `cost` micro-dollars an admission held (`_cost` of the admissions hash `adm`); the
+-- field goes at zero, so an admissions hash with no records left vanishes (no TTL needed)
+local function release_held_cost(adm, cost)
+  -- (0 - x): Lua 5.1 renders -0 as "-0", which HINCRBY refuses
+  if tonumber(redis.call('HINCRBY', adm, '_cost', 0 - cost)) == 0 then redis.call('HDEL', adm, '_cost') end
 end

@@ -1,6 +1,5 @@
--- lib/usage.lua: usage by hour, rolled up into days once an hour; shared by settle.lua (pool
--- usage) and client_settle.lua (client usage). Redis Lua has no include: gateway/state/scripts.py
--- prepends this file to both scripts' sources.
+-- lib/usage.lua: usage by hour, rolled up into days once an hour; prepended to usage_flush.lua
+-- by gateway/state/scripts.py (Redis Lua has no include).
 --
 -- Each request adds to ONE field group (`<group><metric>`, metric req | in | out | cost | err)
 -- of the hour bucket `<U>:u:h:<hour>`. Day buckets `<U>:u:d:<day>` are filled by a roll-up, once
@@ -28,9 +27,9 @@ local function usage_roll_up(U, h, layout)
   if #fields > 0 then redis.call('PEXPIREAT', src, (h + 1) * USAGE_HOUR + 8 * USAGE_DAY) end
 end
 
--- one request at `now` (ms) under prefix U: req +1 and the other metrics (integers) of `group`
-local function usage_write(U, now, group, layout, tin, tout, cost, err)
-  local hour = math.floor(now / USAGE_HOUR)
+-- `req` requests of hour `hour` (hours since the epoch) under prefix U, with the other metrics
+-- (integers) of `group`: usage_flush.lua's batches, aggregated in each worker
+local function usage_add(U, hour, group, layout, req, tin, tout, cost, err)
   local hb, mark = U .. ':u:h:' .. hour, U .. ':u:last'
   local last = tonumber(redis.call('HGET', mark, 'h'))
   local behind = false
@@ -39,7 +38,7 @@ local function usage_write(U, now, group, layout, tin, tout, cost, err)
     redis.call('HSET', mark, 'h', hour)
     redis.call('PEXPIRE', mark, 400 * USAGE_DAY)
   elseif last > hour then
-    behind = true  -- Redis's clock stepped back past the marker: this hour is rolled up already
+    behind = true  -- an hour already rolled up (a late batch, or a clock stepped back)
   end
   local day_b = U .. ':u:d:' .. math.floor(hour / 24)
   local function add(metric, v)
@@ -48,7 +47,7 @@ local function usage_write(U, now, group, layout, tin, tout, cost, err)
       if behind then redis.call('HINCRBY', day_b, group .. metric, v) end
     end
   end
-  if redis.call('HINCRBY', hb, group .. 'req', 1) == 1 then
+  if req ~= 0 and tonumber(redis.call('HINCRBY', hb, group .. 'req', req)) == req then
     if behind then
       redis.call('PEXPIREAT', hb, (hour + 1) * USAGE_HOUR + 8 * USAGE_DAY)
     else
@@ -56,7 +55,7 @@ local function usage_write(U, now, group, layout, tin, tout, cost, err)
     end
   end
   if behind then
-    redis.call('HINCRBY', day_b, group .. 'req', 1)
+    if req ~= 0 then redis.call('HINCRBY', day_b, group .. 'req', req) end
     redis.call('PEXPIREAT', day_b, (math.floor(hour / 24) + 401) * USAGE_DAY)
   end
   add('in', tin)

@@ -1,4 +1,5 @@
-"""An attacker against real processes: a stolen admin key, a shared proxy address, a forged log.
+"""An attacker against real processes: a stolen admin key, a shared proxy address, a forged log,
+a hostile upstream, a hostile client.
 
 - With a stolen admin key, nobody can lift the upstream policy (`allow_private_upstreams`) or
   move a provider's base_url to a host of theirs without giving every key's secret again: a
@@ -8,19 +9,30 @@
   lock out that client only, never a valid admin key, and a client cannot choose its address
   by sending its own X-Forwarded-For.
 - A %0a in an admin path cannot write a line of its own into the gateway's log.
+- A hostile upstream (gateway/fake_provider/hostile_wire.py: a response smuggled after a
+  complete 200, heads too large or without end, a head or body trickled forever, a redirect to
+  another host, a gzip bomb) gets its key neither disabled nor followed: the client gets the
+  first answer or a clear 502 / 504 in its dialect, the key stays enabled (admin API), and the
+  upstream secret reaches no host but the configured one (the redirect's target, 127.0.0.2,
+  sees no connection).
+- A client that writes CR LF into a model name gets a 404 in its dialect: no header, no log
+  line, no upstream request of its making.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from gateway.fake_provider.hostile_wire import FAULTS, HostileUpstream
 from tests.harness import FakeControl, Proc, make_config, start_gateway, start_haproxy
 from tests.integration.test_admin_replicas import ADMIN_KEY, Admin, chat, control_env
 
@@ -199,3 +211,136 @@ def test_a_newline_in_an_admin_path_forges_no_log_line(
     assert not [line for line in log.splitlines() if line.startswith(FORGED[:23])], log
     assert f'admin auth failed: no key from 127.0.0.1 on "/admin/providers/x\\n{FORGED}"' in log
     assert f'on "/admin/providers/x\\r\\n{FORGED}"' in log
+
+
+# -- a hostile upstream ---------------------------------------------------------------------------
+
+HOSTILE_ANSWERS: dict[str, tuple[int, str | None]] = {
+    "smuggle": (200, None),  # the first response stands; the 401 after it is not an answer
+    "smuggle_split": (200, None),
+    "huge_head": (502, "upstream_unreachable"),
+    "endless_head": (502, "upstream_unreachable"),
+    "slow_head": (504, "upstream_timeout"),  # routing.deadline_s ends it, not a read timeout
+    "slow_body": (502, "upstream_cut"),
+    "redirect": (502, "upstream_redirect"),
+    "gzip_bomb": (502, "bad_upstream_body"),  # passed as bytes, never inflated
+}
+assert set(HOSTILE_ANSWERS) == set(FAULTS)
+ANTHROPIC_TYPES = {502: "api_error", 504: "timeout_error"}
+PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
+
+
+def hostile_secret(fault: str) -> str:
+    return f"sk-hostile-{fault}-0001"
+
+
+def hostile_config(upstream: HostileUpstream) -> str:
+    providers = "".join(
+        f"""  {fault}:
+    kind: openai-compatible
+    base_url: {upstream.url}/{fault}/v1
+    timeout_s: 10
+    keys:
+      - {{id: h1, secret: {hostile_secret(fault)}}}
+"""
+        for fault in FAULTS
+    )
+    models = "".join(
+        f"  {fault}: {{deployments: [{{provider: {fault}, model: hostile-model}}]}}\n"
+        for fault in FAULTS
+    )
+    return f"""providers:
+{providers}models:
+{models}clients:
+  - {{id: team-a, key: sk-client-a}}
+routing:
+  deadline_s: 2
+"""
+
+
+@pytest.fixture(scope="module")
+def hostile(logs: Path, redis_url: str) -> Iterator[tuple[Proc, HostileUpstream, Listener, Admin]]:
+    elsewhere = Listener("127.0.0.2")
+    upstream = HostileUpstream(redirect_to=elsewhere.url).start()
+    prefix = {"KEYWAY_REDIS_PREFIX": f"hostile{os.getpid()}"}
+    try:
+        with start_gateway(
+            logs, hostile_config(upstream), redis_url=redis_url, env=control_env(prefix)
+        ) as gw:
+            admin = Admin(gw)
+            try:
+                yield gw, upstream, elsewhere, admin
+            finally:
+                admin.close()
+    finally:
+        upstream.close()
+        elsewhere.close()
+
+
+def ask(gw: Proc, fault: str, dialect: str) -> httpx.Response:
+    say = [{"role": "user", "content": "hi"}]
+    body: dict[str, Any] = {"model": fault, "messages": say}
+    if dialect == "anthropic":
+        body["max_tokens"] = 8
+    headers = {"authorization": "Bearer sk-client-a", "anthropic-version": "2023-06-01"}
+    return httpx.post(f"{gw.url}{PATHS[dialect]}", json=body, headers=headers, timeout=30)
+
+
+def assert_answer(response: httpx.Response, dialect: str, status: int, code: str | None) -> None:
+    assert response.status_code == status, response.text[:500]
+    doc = response.json()
+    if status == 200:
+        text = (
+            doc["content"][0]["text"]
+            if dialect == "anthropic"
+            else doc["choices"][0]["message"]["content"]
+        )
+        assert text == "the first answer", doc
+    elif dialect == "anthropic":
+        assert doc["type"] == "error" and doc["error"]["type"] == ANTHROPIC_TYPES[status], doc
+    else:
+        assert set(doc["error"]) == {"message", "type", "param", "code"}, doc
+        assert doc["error"]["code"] == code, doc
+
+
+@pytest.mark.parametrize("dialect", ["openai", "anthropic"])
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_hostile_upstream_disables_no_key_and_gets_no_secret_elsewhere(
+    hostile: tuple[Proc, HostileUpstream, Listener, Admin], fault: str, dialect: str
+) -> None:
+    gw, upstream, elsewhere, admin = hostile
+    status, code = HOSTILE_ANSWERS[fault]
+    for _ in range(2):  # the second request finds no trace of the first (no smuggled 401)
+        assert_answer(ask(gw, fault, dialect), dialect, status, code)
+
+    detail = admin.ok("GET", f"/admin/providers/{fault}/keys/h1")
+    assert detail["key"]["disabled"] is None, detail
+    assert detail["state"]["status"] != "disabled", detail
+    assert upstream.reused_after_smuggle == 0, "a connection was used after a smuggled response"
+    assert upstream.credentials(fault) == {hostile_secret(fault)}
+    assert all(r.credential == hostile_secret(r.fault) for r in upstream.requests)
+    assert (elsewhere.connections, elsewhere.received) == (0, b"")
+
+
+# -- a hostile client ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", ["openai", "anthropic"])
+def test_a_crlf_in_a_model_name_injects_no_header_and_no_log_line(
+    hostile: tuple[Proc, HostileUpstream, Listener, Admin], dialect: str
+) -> None:
+    gw, upstream, elsewhere, _ = hostile
+    sent = len(upstream.requests)
+    injected = "smuggle\r\nx-injected: yes\r\n\r\nHTTP/1.1 200 OK"
+    response = ask(gw, injected, dialect)
+    assert response.status_code == 404, response.text
+    assert "x-injected" not in response.headers
+    doc = response.json()
+    if dialect == "anthropic":
+        assert (doc["type"], doc["error"]["type"]) == ("error", "not_found_error"), doc
+    else:
+        assert doc["error"]["code"] == "model_not_found", doc
+    assert len(upstream.requests) == sent and elsewhere.connections == 0
+    lines = gw.log_path.read_text().splitlines()
+    assert not [line for line in lines if line.startswith(("x-injected", "HTTP/1.1"))]
+    assert any(f"POST {PATHS[dialect]} 404" in line and "model_not_found" in line for line in lines)

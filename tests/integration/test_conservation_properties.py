@@ -239,9 +239,7 @@ async def _check_books(lc: Lifecycle, t: Totals, problems: list[str]) -> None:
         _compare(problems, f"client {cid}", got, want)
         low, high = t.client_requests[cid], t.client_requests[cid] + t.client_maybe_requests[cid]
         if not low <= ledger.requests <= high:
-            problems.append(
-                f"client {cid}: RPM entries {ledger.requests} not in [{low}, {high}]"
-            )
+            problems.append(f"client {cid}: RPM entries {ledger.requests} not in [{low}, {high}]")
 
 
 async def run_batch(redis_url: str, prefix: str, batch: list[Planned]) -> None:

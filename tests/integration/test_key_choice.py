@@ -45,7 +45,7 @@ async def _acquire(s: SharedState, cands: list[Cand], strategy: str) -> Lease | 
 
 
 async def settle_ok(s: SharedState, lease: Lease) -> None:
-    args = ("ok", 10, 0, -1, -1, -1, 5, 3, 50, 100, 60_000, 200, 10_000, 0, "", 10, 0, 0, "m")
+    args = ("ok", 10, 0, -1, -1, -1, 5, 3, 50, 100, 60_000, 200, 10_000, 0, "", "m")
     await s.run([s.settle_call(lease, args)])
 
 

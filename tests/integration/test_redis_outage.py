@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +86,7 @@ def test_degraded_mode_takes_a_local_share_and_replays_charges_once(
         with httpx.Client(headers=AUTH, timeout=10) as http:
             before = http.post(f"{a.url}/v1/chat/completions", json=CHAT)
             assert before.status_code == 200 and "x-keyway-degraded" not in before.headers
+            _wait_for(lambda: _pool_requests(r) >= 1)  # its usage flushed (within a second)
             store.stop()
             # each replica now admits 10 / 2 replicas = 5 per minute on its own
             results = {
@@ -119,12 +121,13 @@ def test_degraded_mode_takes_a_local_share_and_replays_charges_once(
                 if back and _requests_charged(r) >= 10 and _pool_requests(r) >= 10:
                     break
                 time.sleep(0.2)
-            # what reached the recovered Redis of the pool: usage and the late records' markers
-            # only (the outage's leases, windows, breakers, cooldowns and refunds stayed local)
+            # what reached the recovered Redis of the pool: the usage the workers counted, and
+            # its batches' markers only (the outage's leases, windows, breakers, cooldowns and
+            # refunds stayed local)
             pool_keys = set(r.scan_iter("kw:{pool:fake}:*"))
-            replayed = re.compile(r"kw:\{pool:fake\}:(u:h:\d+|u:d:\d+|u:last|late:.+)")
+            replayed = re.compile(r"kw:\{pool:fake\}:(u:h:\d+|u:d:\d+|u:last|flushed:.+)")
             assert all(replayed.fullmatch(k) for k in pool_keys), pool_keys
-            assert sum(":late:" in k for k in pool_keys) == 10
+            assert any(":flushed:" in k for k in pool_keys)
             outage = _usage(url)
             assert outage.keys[0] == 10, outage  # each request served during the outage, once
             assert outage == _Usage(outage.keys, {"gpt-4o-mini": outage.keys}, outage.keys)
@@ -150,6 +153,13 @@ def _requests_charged(r: redis.Redis) -> int:  # type: ignore[type-arg]
         fields = r.hgetall(key)
         total += sum(int(v) for f, v in fields.items() if f.startswith("a:") and f.endswith(":req"))
     return total
+
+
+def _wait_for(done: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
 
 
 def _pool_requests(r: redis.Redis) -> int:  # type: ignore[type-arg]
@@ -214,6 +224,8 @@ def test_failed_attempts_on_local_leases_reach_redis_usage_once(
     try:
         with httpx.Client(headers=AUTH, timeout=10) as http:
             assert http.post(f"{gw.url}/v1/chat/completions", json=CHAT).status_code == 200
+            r_before = redis.Redis(port=store.port, decode_responses=True)
+            _wait_for(lambda: _pool_requests(r_before) >= 1)  # that usage lands in this Redis
             store.stop()
             fake.fault("*", "500", count=1)  # whichever key is tried first fails once
             served = http.post(f"{gw.url}/v1/chat/completions", json=CHAT)

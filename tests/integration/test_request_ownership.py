@@ -287,8 +287,12 @@ def test_a_stream_longer_than_the_lease_ttl_keeps_its_lease(
     pool_fields = ("k1|gpt-4o-mini:in", "k1|gpt-4o-mini:out")
     client_fields = ("a:gpt-4o-mini:in", "a:gpt-4o-mini:out")
     reported = (usage["prompt_tokens"], usage["completion_tokens"])
-    assert tuple(_hourly_usage(r, pool.pool, f) for f in pool_fields) == reported
-    assert tuple(_hourly_usage(r, client_a, f) for f in client_fields) == reported
+
+    def charged() -> bool:  # usage reaches Redis with the worker's next flush (1 s)
+        pool_usage = tuple(_hourly_usage(r, pool.pool, f) for f in pool_fields)
+        return pool_usage == reported == tuple(_hourly_usage(r, client_a, f) for f in client_fields)
+
+    assert _eventually(charged), (reported, r.hgetall(f"{client_a}:u:last"))
     assert r.zcard(f"{client_a}:admz") == 0, "no admission hold is left"
 
     with httpx.Client(base_url=gw.url, timeout=30, headers=auth) as http:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from gateway.state.layout import pool_prefix
+from gateway.state.scripts import USAGE_FLUSH
 from gateway.state.store import Lease, NoKey, ScriptCall, SharedState, StateError
 
 BREAKER = (3, 50, 100, 60_000, 200, 10_000)  # 3 consecutive failures open it; 200 ms first period
@@ -55,7 +56,7 @@ async def settle(
     learned: tuple[int, int, int] = (-1, -1, -1),
     model: str = "m",
 ) -> Any:
-    args = (outcome, tokens, cooldown, *learned, 5, *BREAKER, 0, "why", tokens, 0, 0, model)
+    args = (outcome, tokens, cooldown, *learned, 5, *BREAKER, 0, "why", model)
     return (await s.run([s.settle_call(lease, args)]))[0]
 
 
@@ -248,7 +249,7 @@ async def test_bad_arguments_fail_before_any_write(state: SharedState) -> None:
         await state.run([wrong_strategy])
     bogus = state.settle_call(
         Lease("p", "x", "a", False),
-        ("exploded", -1, 0, -1, -1, -1, -1, *BREAKER, 0, "", -1, -1, 0, "m"),
+        ("exploded", -1, 0, -1, -1, -1, -1, *BREAKER, 0, "", "m"),
     )
     with pytest.raises(StateError):
         await state.run([bogus])
@@ -265,14 +266,13 @@ async def test_bad_arguments_fail_before_any_write(state: SharedState) -> None:
     )
     with pytest.raises(StateError):
         await state.run([admit])
-    for late in (
-        late_call(state, "x", tin=-1),  # late needs figures: the caller resolves the estimate
-        late_call(state, "x", outcome="refund"),  # a refund writes no usage
-        late_call(state, "x", key="a|b"),
-        state.settle_call(Lease("p", "x", "a", False, local=True), ("late", "a", "ok", 1, 1, 1)),
+    for bad_usage in (
+        flush_call(state, "x", 1, "a|m:", -1, 0, 0, 0, 0),  # counts are never negative
+        flush_call(state, "x", 1, "", 1, 0, 0, 0, 0),  # a group names its key and model
+        ScriptCall(USAGE_FLUSH, ("k",), ("p", "x", "^", 2, 1, "a|m:", 1, 0, 0, 0, 0)),  # n lies
     ):
         with pytest.raises(StateError):
-            await state.run([late])
+            await state.run([bad_usage])
     assert await _all_keys(state) == before
 
 
@@ -301,21 +301,13 @@ async def _dump(state: SharedState) -> dict[str, tuple[str, Any]]:
     return found
 
 
-def late_call(
-    state: SharedState,
-    lease_id: str,
-    *,
-    provider: str = "p",
-    key: str = "a",
-    outcome: str = "ok",
-    tin: int = 10,
-    tout: int = 5,
-    cost: int = 300,
-    model: str = "m",
+def flush_call(
+    state: SharedState, batch_id: str, hour: int, group: str, *counts: int, provider: str = "p"
 ) -> ScriptCall:
-    """settle.lua `late`: the pool usage of a call leased on a degraded replica's local store."""
-    lease = Lease(provider, lease_id, key, False, local=True)
-    return state.settle_call(lease, ("late", key, outcome, tin, tout, cost, model))
+    """usage_flush.lua: one field group of a worker's usage batch for a pool."""
+    prefix = pool_prefix(state.prefix, provider)
+    args = (prefix, batch_id, "^[^:|]*|", 1, hour, group, *counts)
+    return ScriptCall(USAGE_FLUSH, (f"{prefix}:u:last",), args)
 
 
 def hour_totals(dump: dict[str, tuple[str, Any]], prefix: str) -> dict[str, int]:
@@ -328,56 +320,30 @@ def hour_totals(dump: dict[str, tuple[str, Any]], prefix: str) -> dict[str, int]
     return totals
 
 
-async def test_late_usage_counts_once_and_writes_nothing_but_usage(state: SharedState) -> None:
-    """Replayed after an outage (maybe twice: a lost reply), a late record adds its call to the
-    usage once, and leaves the key's lease, windows and breaker alone: those stayed local."""
+async def test_usage_flush_counts_once_and_writes_nothing_but_usage(state: SharedState) -> None:
+    """A worker's usage batch, sent twice (a lost reply), adds to the usage once and leaves the
+    key's lease, windows and breaker alone; settle.lua itself writes no usage."""
     cands: list[tuple[str | int, ...]] = [("a", 5, 1000, 3, 1)]
     done = await acquire(state, cands, tokens=5)
     assert isinstance(done, Lease)
-    await settle(state, done, "server_error", tokens=5)  # a breaker run, windows, usage
+    await settle(state, done, "server_error", tokens=5)  # a breaker run, windows
     assert isinstance(await acquire(state, cands), Lease)  # and a lease in flight
-    before = await _dump(state)
-    replies = [(await state.run([late_call(state, "r-late.1")]))[0] for _ in range(2)]
-    assert [int(r[0]) for r in replies] == [1, 0]
-    assert str(replies[0][1]) == "a"
-    after = await _dump(state)
     p = pool_prefix(state.prefix, "p")
+    before = await _dump(state)
+    assert not any(":u:" in k for k in before), "settle.lua wrote usage"
+    hour = int((await state.handle.client.time())[0]) // 3600
+    batch = flush_call(state, "w1-7", hour, "a|m:", 2, 10, 5, 300, 1)
+    replies = [(await state.run([batch]))[0] for _ in range(2)]
+    assert [int(r) for r in replies] == [1, 0]
+    after = await _dump(state)
     changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
-    usage = re.compile(rf"{re.escape(p)}:(u:h:\d+|u:d:\d+|u:last|late:r-late\.1)")
+    usage = re.compile(rf"{re.escape(p)}:(u:h:\d+|u:last|flushed:w1-7)")
     assert changed and all(usage.fullmatch(k) for k in changed), changed
-    assert after[f"{p}:late:r-late.1"][0] == "string"
-    assert 0 < await state.handle.client.pttl(f"{p}:late:r-late.1") <= 2 * 86_400_000
-    was, now = hour_totals(before, p), hour_totals(after, p)
-    added = {f: n - was.get(f, 0) for f, n in now.items() if n != was.get(f, 0)}
-    assert added == {"a|m:req": 1, "a|m:in": 10, "a|m:out": 5, "a|m:cost": 300}
-    assert now["a|m:err"] == 1, "the settled failure stays counted"
-
-
-async def test_late_usage_writes_what_a_settle_of_the_same_call_writes(state: SharedState) -> None:
-    """Pool p settles calls in Redis, pool q gets the same calls as late records (unknown tokens
-    resolved as Settlement.late_usage_call does): the same fields, figures and bucket TTLs."""
-    calls = [("ok", 10, 5, 300), ("server_error", -1, -1, 0), ("rate_limited", -1, -1, 0),
-             ("cancelled", 7, -1, 20), ("client_error", 3, 2, 0), ("ok", 1, 1, 0)]  # fmt: skip
-    for outcome, tin, tout, cost in calls:
-        lease = await acquire(state, [("a", 0, 0, 0, 1)], tokens=12)
-        assert isinstance(lease, Lease)
-        args = (outcome, -1, 0, -1, -1, -1, 5, *BREAKER, 0, "why", tin, tout, cost, "m")
-        assert int((await state.run([state.settle_call(lease, args)]))[0][0]) == 1
-        late = late_call(
-            state, rid(), provider="q", outcome=outcome,
-            tin=tin if tin >= 0 else 12, tout=max(tout, 0), cost=cost,
-        )  # fmt: skip
-        assert int((await state.run([late]))[0][0]) == 1
-    dump = await _dump(state)
-    p, q = pool_prefix(state.prefix, "p"), pool_prefix(state.prefix, "q")
-    assert hour_totals(dump, p) == hour_totals(dump, q) == {
-        "a|m:req": 6, "a|m:in": 45, "a|m:out": 8, "a|m:cost": 320, "a|m:err": 4,
+    assert 0 < await state.handle.client.pttl(f"{p}:flushed:w1-7") <= 2 * 86_400_000
+    assert hour_totals(after, p) == {
+        "a|m:req": 2, "a|m:in": 10, "a|m:out": 5, "a|m:cost": 300, "a|m:err": 1,
     }  # fmt: skip
-    client = state.handle.client
-    for prefix in (p, q):
-        hour = int(dump[f"{prefix}:u:last"][1]["h"])
-        assert await client.pttl(f"{prefix}:u:h:{hour}") > 399 * 86_400_000
-        assert await client.pttl(f"{prefix}:u:last") > 399 * 86_400_000
+    assert await state.handle.client.pttl(f"{p}:u:h:{hour}") > 399 * 86_400_000
 
 
 async def admit(
@@ -408,7 +374,7 @@ async def client_settle(
     state: SharedState, req: str, mode: str, tin: int = -1, tout: int = -1, cost: int = -1
 ) -> int:
     call = state.client_settle_call(
-        "c", req, mode=mode, tokens_in=tin, tokens_out=tout, cost_micros=cost, model="m"
+        "c", req, mode=mode, tokens_in=tin, tokens_out=tout, cost_micros=cost
     )
     return int((await state.run([call]))[0])
 

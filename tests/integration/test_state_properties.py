@@ -74,14 +74,14 @@ async def run_program(url: str | None, program: list[tuple[object, ...]]) -> Non
                 )
                 got = s.parse_acquire("p", lease_id, (await s.run([call]))[0])
                 assert isinstance(got, Lease)
-                for _, m in leases:  # the acquire swept every expired lease
-                    if m.status == "expired":
+                for old, m in leases:  # an acquire may sweep expired leases (acquire.lua)
+                    if m.status == "expired" and not await redis.hexists(f"{p}:lease", old.id):
                         m.status = "swept"
                 leases.append((got, Model(key=got.key_id, est=est)))
             elif op[0] == "settle" and leases:
                 lease, m = leases[int(op[1]) % len(leases)]  # type: ignore[call-overload]
                 tokens, outcome = int(op[2]), str(op[3])  # type: ignore[call-overload]
-                args = (outcome, tokens, 0, -1, -1, -1, -1, *BREAKER, 0, "", tokens, 0, 0, "m")
+                args = (outcome, tokens, 0, -1, -1, -1, -1, *BREAKER, 0, "", "m")
                 reply = (await s.run([s.settle_call(lease, args)]))[0]
                 was_open = m.status in ("live", "expired")
                 assert int(reply[0]) == (1 if was_open else 0)

@@ -1,8 +1,10 @@
-"""Usage by hour and day: one hour bucket written per request, day buckets filled by a roll-up.
+"""Usage by hour and day: a worker's batches add to hour buckets, day buckets filled by a roll-up.
 
-Run on standalone Redis, a three-node Redis Cluster and the embedded store. The scripts read the
-time from Redis, so "an earlier hour" is made by moving what a request wrote, and the marker
-with it, back in time: exactly the state a request of that hour would have left.
+Run on standalone Redis, a three-node Redis Cluster and the embedded store. Requests go through
+the four per-request scripts and their usage through gateway/state/usage_buffer.py and
+usage_flush.lua, as the router counts it. "An earlier hour" is made by moving what a request
+wrote, and the marker with it, back in time: exactly the state a request of that hour would have
+left.
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ import itertools
 from collections import defaultdict
 from typing import Any
 
+import pytest
+
 from gateway.control.store import ConfigStore
 from gateway.control.usage import Period, UsageRow, client_usage, key_usage, model_usage
 from gateway.state.layout import client_prefix, pool_prefix
-from gateway.state.store import Lease, SharedState
+from gateway.state.scripts import USAGE_FLUSH
+from gateway.state.store import Lease, ScriptCall, SharedState, StateError
+from gateway.state.usage_buffer import UsageBuffer
 
 BREAKER = (1000, 100, 1000, 60_000, 1000, 1000)
 HOUR_MS, DAY_MS = 3_600_000, 86_400_000
@@ -46,18 +52,24 @@ async def request(
     )  # fmt: skip
     lease = s.parse_acquire("p", req, (await s.run([acquire]))[0])
     assert isinstance(lease, Lease)
-    args = (outcome, tin + tout, 0, -1, -1, -1, 5, *BREAKER, 0, "", tin, tout, cost, model)
+    args = (outcome, tin + tout, 0, -1, -1, -1, 5, *BREAKER, 0, "", model)
     assert int((await s.run([s.settle_call(lease, args)]))[0][0]) == 1
     mode = "refund" if outcome == "refund" else "charge"
     charge = s.client_settle_call(
-        "c", req, mode=mode, tokens_in=tin, tokens_out=tout, cost_micros=cost, model=alias
+        "c", req, mode=mode, tokens_in=tin, tokens_out=tout, cost_micros=cost
     )
     assert int((await s.run([charge]))[0]) == 1
+    usage = UsageBuffer(s)  # what Settlement counts for this request
+    if outcome != "refund":
+        usage.pool("p", key, model, tin, tout, cost, outcome != "ok")
+        usage.client("c", alias, tin, tout, cost, False)
+    else:
+        usage.client("c", alias, 0, 0, 0, True)
+    assert await usage.flush()
 
 
 async def late(
     s: SharedState,
-    req: str,
     *,
     key: str = "a",
     model: str = "up-model",
@@ -65,11 +77,18 @@ async def late(
     tout: int = 5,
     cost: int = 300,
     outcome: str = "ok",
-) -> int:
-    """settle.lua `late`: the pool usage of a call leased locally during a Redis outage."""
-    lease = Lease("p", req, key, False, local=True)
-    call = s.settle_call(lease, ("late", key, outcome, tin, tout, cost, model))
-    return int((await s.run([call]))[0][0])
+) -> None:
+    """A pool's usage batch that reaches Redis late (counted during an outage, flushed now)."""
+    usage = UsageBuffer(s)
+    usage.pool("p", key, model, tin, tout, cost, outcome != "ok")
+    assert await usage.flush()
+
+
+def batch_call(s: SharedState, batch_id: str, hour: int, group: str, *counts: int) -> ScriptCall:
+    """usage_flush.lua for one field group of pool "p"."""
+    prefix = pool_prefix(s.prefix, "p")
+    args = (prefix, batch_id, "^[^:|]*|", 1, hour, group, *counts)
+    return ScriptCall(USAGE_FLUSH, (f"{prefix}:u:last",), args)
 
 
 def prefixes(s: SharedState) -> tuple[str, str]:
@@ -171,12 +190,11 @@ async def test_the_next_hour_rolls_the_last_one_into_its_day(state: SharedState)
 async def test_a_late_record_landing_in_a_later_hour_rolls_the_last_one_up(
     state: SharedState,
 ) -> None:
-    """Usage of an outage replayed when Redis is back: counted in the hour it lands, after the
-    marker's hour is rolled into its day, once however often it is replayed."""
+    """Usage of an outage flushed when Redis is back: counted in the hour it was counted in,
+    after the marker's hour is rolled into its day."""
     await request(state, tin=10, tout=5, cost=300)
     earlier = await move_back(state, 2)  # Redis's last usage was two hours ago
-    assert await late(state, "late-1", tin=7, tout=1, cost=100, outcome="server_error") == 1
-    assert await late(state, "late-1", tin=7, tout=1, cost=100, outcome="server_error") == 0
+    await late(state, tin=7, tout=1, cost=100, outcome="server_error")
     pool, client = prefixes(state)
     redis = state.handle.client
     assert await marker(state, pool) == earlier + 2
@@ -205,7 +223,7 @@ async def test_a_late_record_behind_the_marker_counts_into_the_day_at_once(
     for field, value in (await redis.hgetall(f"{pool}:u:h:{hour}")).items():
         await redis.hincrby(f"{pool}:u:d:{hour // 24}", field, int(value))
     await redis.hset(f"{pool}:u:last", "h", hour + 1)  # a later hour was written already
-    assert await late(state, "late-2", tin=5, tout=5) == 1
+    await late(state, tin=5, tout=5)
     assert await redis.hget(f"{pool}:u:d:{hour // 24}", "a|up-model:in") == "8"
     store = ConfigStore(state)
     assert summed(await key_usage(store, "p", "a", "hour", 2))[:3] == (2, 8, 8)
@@ -306,13 +324,9 @@ async def test_every_key_a_request_writes_expires(state: SharedState) -> None:
     for outcome in ("ok", "server_error", "rate_limited", "client_error", "refund", "auth_error"):
         await request(state, outcome=outcome, cost=0 if outcome == "refund" else 200)
     late = state.client_settle_call(
-        "c", "late-1", mode="late", tokens_in=3, tokens_out=3, cost_micros=50, model="alias-1"
+        "c", "late-1", mode="late", tokens_in=3, tokens_out=3, cost_micros=50
     )
     assert int((await state.run([late]))[0]) == 1
-    pool_late = state.settle_call(
-        Lease("p", "late-1.0", "a", False, local=True), ("late", "a", "ok", 3, 3, 50, "up-model")
-    )
-    assert int((await state.run([pool_late]))[0][0]) == 1
     await move_back(state, 1)
     await request(state, key="b")  # "a" is disabled now
     redis = state.handle.client
@@ -321,8 +335,35 @@ async def test_every_key_a_request_writes_expires(state: SharedState) -> None:
     else:
         keys = await redis.keys(f"{state.prefix}*")
     assert any(":u:d:" in k for k in keys) and any(":spend:" in k for k in keys)
-    assert sum(":late:" in k for k in keys) == 2
+    assert sum(":late:" in k for k in keys) == 1 and any(":flushed:" in k for k in keys)
     for key in keys:
         if key.endswith(":disabled"):
             continue
         assert await redis.pttl(key) > 0, key
+
+
+async def test_a_batch_sent_twice_counts_once(state: SharedState) -> None:
+    """A batch re-sent after a lost reply (or an outage) is applied once: usage_flush.lua is
+    idempotent by batch id, and the buffer keeps the id until Redis confirms it."""
+    hour = int((await state.handle.client.time())[0]) // 3600
+    call = batch_call(state, "b-1", hour, "a|up-model:", 3, 30, 20, 500, 1)
+    assert sorted(int(r) for r in await state.run([call, call])) == [0, 1]
+    store = ConfigStore(state)
+    assert summed(await key_usage(store, "p", "a", "hour", 2)) == (3, 30, 20, 0.0005, 1)
+    bad = batch_call(state, "b-2", hour, "a|up-model:", 1, -5, 0, 0, 0)
+    with pytest.raises(StateError, match="bad count"):  # a refused batch writes nothing
+        await state.run([bad])
+    assert summed(await key_usage(store, "p", "a", "hour", 2))[0] == 3
+
+
+async def test_a_worker_adds_requests_up_before_sending_them(state: SharedState) -> None:
+    """Many requests of one (key, model) in one interval are one field group of one call."""
+    usage = UsageBuffer(state)
+    for i in range(50):
+        usage.pool("p", "a", "up-model", 2, 1, 10, i % 10 == 0)
+        usage.client("c", "alias-1", 2, 1, 10, False)
+    assert usage.pending_groups == 2
+    assert await usage.flush() and usage.pending_groups == 0
+    store = ConfigStore(state)
+    assert summed(await key_usage(store, "p", "a", "hour", 2)) == (50, 100, 50, 0.0005, 5)
+    assert summed(await client_usage(store, "c", "hour", 2)) == (50, 100, 50, 0.0005, 0)

@@ -44,7 +44,8 @@ def helmctl() -> ModuleType:
 
 
 def render(helmctl: ModuleType, values: dict[str, Any] | None = None) -> dict[str, Manifest]:
-    """Render the chart; manifests keyed by kind (the chart emits one object per kind)."""
+    """Render the chart; manifests keyed by kind (the chart emits one object per kind, and the
+    admin port's Service, keyed "AdminService")."""
     manifests: dict[str, str] = helmctl.render(CHART, values or {}, release="kw", namespace="llm")
     by_kind: dict[str, Manifest] = {}
     for path, text in manifests.items():
@@ -52,8 +53,10 @@ def render(helmctl: ModuleType, values: dict[str, Any] | None = None) -> dict[st
             continue
         for doc in yaml.safe_load_all(text):
             if doc:
-                assert doc["kind"] not in by_kind, f"two {doc['kind']} objects"
-                by_kind[doc["kind"]] = doc
+                admin = doc["kind"] == "Service" and doc["metadata"]["name"].endswith("-admin")
+                kind = "AdminService" if admin else doc["kind"]
+                assert kind not in by_kind, f"two {kind} objects"
+                by_kind[kind] = doc
     return by_kind
 
 
@@ -134,6 +137,54 @@ def test_probes_use_livez_and_readyz(helmctl: ModuleType) -> None:
     assert c["startupProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert c["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
+
+
+def test_admin_port_is_its_own_and_off_the_public_service_by_default(
+    helmctl: ModuleType,
+) -> None:
+    manifests = render(helmctl, {"service": {"type": "LoadBalancer"}})
+    ports = {p["name"]: p["containerPort"] for p in container(manifests)["ports"]}
+    assert ports == {"http": 8080, "admin": 9090}
+    assert env_of(manifests)["KEYWAY_ADMIN_PORT"]["value"] == "9090"
+    # the public Service (a load balancer here) carries the API only
+    public = manifests["Service"]["spec"]
+    assert public["type"] == "LoadBalancer"
+    assert [p["name"] for p in public["ports"]] == ["http"]
+    # the admin port has a Service of its own, inside the cluster only, on the same pods
+    admin = manifests["AdminService"]
+    assert admin["metadata"]["name"] == "kw-keyway-admin"
+    assert admin["spec"]["type"] == "ClusterIP"
+    assert admin["spec"]["ports"] == [
+        {"name": "admin", "port": 9090, "targetPort": "admin", "protocol": "TCP"}
+    ]
+    assert admin["spec"]["selector"] == manifests["Service"]["spec"]["selector"]
+    notes: str = helmctl.render(CHART, {})["keyway/templates/NOTES.txt"]
+    assert "port-forward svc/keyway-admin 9090:9090" in notes
+
+
+def test_admin_port_null_serves_everything_on_the_public_port(helmctl: ModuleType) -> None:
+    manifests = render(helmctl, {"adminPort": None, "serviceMonitor": {"enabled": True}})
+    assert [p["name"] for p in container(manifests)["ports"]] == ["http"]
+    assert "KEYWAY_ADMIN_PORT" not in env_of(manifests)
+    assert "AdminService" not in manifests
+    endpoint = manifests["ServiceMonitor"]["spec"]["endpoints"][0]
+    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+
+
+def test_admin_port_must_differ_from_the_container_port(helmctl: ModuleType) -> None:
+    helm = pytest.importorskip("helm_python")
+    with pytest.raises(helm.HelmError, match="adminPort must differ from containerPort"):
+        render(helmctl, {"adminPort": 8080})
+
+
+def test_service_monitor_scrapes_the_admin_service_only(helmctl: ModuleType) -> None:
+    manifests = render(helmctl, {"serviceMonitor": {"enabled": True}})
+    monitor = manifests["ServiceMonitor"]["spec"]
+    assert monitor["endpoints"][0]["port"] == "admin"
+    assert monitor["endpoints"][0]["path"] == "/metrics"
+    wanted = monitor["selector"]["matchLabels"].items()
+    assert wanted <= manifests["AdminService"]["metadata"]["labels"].items()
+    assert not wanted <= manifests["Service"]["metadata"]["labels"].items()
 
 
 @pytest.mark.parametrize("shutdown", [600, 30])
@@ -225,6 +276,7 @@ def test_ha_values_spread_protect_and_scrape(helmctl: ModuleType) -> None:
     }
     assert manifests["HorizontalPodAutoscaler"]["spec"]["minReplicas"] >= 3
     assert manifests["ServiceMonitor"]["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert manifests["ServiceMonitor"]["spec"]["endpoints"][0]["port"] == "admin"
     pod = pod_spec(manifests)
     selector = manifests["Deployment"]["spec"]["selector"]["matchLabels"]
     spread = pod["topologySpreadConstraints"][0]
@@ -288,6 +340,9 @@ def test_compose_runs_three_replicas_on_one_redis(compose: dict[str, Any]) -> No
 def test_compose_load_balancer_fronts_every_replica(compose: dict[str, Any]) -> None:
     lb = compose["services"]["haproxy"]
     assert "127.0.0.1:8080:8080" in lb["ports"]
+    assert "127.0.0.1:9090:9090" in lb["ports"]  # the replicas' admin port, through HAProxy
+    for name in REPLICAS:
+        assert compose["services"][name]["environment"]["KEYWAY_ADMIN_PORT"] == "9090"
 
     assert {name: dep["condition"] for name, dep in lb["depends_on"].items()} == dict.fromkeys(
         REPLICAS, "service_healthy"
@@ -308,19 +363,27 @@ def test_compose_ships_no_secret_and_publishes_on_loopback_only(compose: dict[st
             assert str(port).startswith("127.0.0.1:"), port
 
 
-def test_haproxy_round_robins_replicas_and_checks_readyz() -> None:
+def _haproxy_section(lines: list[str], header: str) -> list[str]:
+    sections = ("global", "defaults", "frontend", "backend", "listen", "resolvers")
+    body = lines[lines.index(header) + 1 :]
+    end = next((i for i, line in enumerate(body) if line.split()[0] in sections), None)
+    return body[:end]
+
+
+@pytest.mark.parametrize(("backend_name", "port"), [("keyway", 8080), ("keyway_admin", 9090)])
+def test_haproxy_round_robins_replicas_and_checks_readyz(backend_name: str, port: int) -> None:
     text = HAPROXY_CFG.read_text().splitlines()
     lines = [line.split("#", 1)[0].strip() for line in text if line.split("#", 1)[0].strip()]
-    sections = ("global", "defaults", "frontend", "backend", "listen", "resolvers")
-    backend = lines[lines.index("backend keyway") + 1 :]
-    end = next((i for i, line in enumerate(backend) if line.split()[0] in sections), None)
-    backend = backend[:end]
+    backend = _haproxy_section(lines, f"backend {backend_name}")
     assert "balance roundrobin" in backend
     assert "option httpchk GET /readyz" in backend
     default_server = next(line for line in backend if line.startswith("default-server"))
     assert " check" in f" {default_server}"
     servers = {line.split()[1]: line.split()[2] for line in backend if line.startswith("server ")}
-    assert servers == {name: f"{name}:8080" for name in REPLICAS}
+    assert servers == {name: f"{name}:{port}" for name in REPLICAS}
+    frontends = [_haproxy_section(lines, line) for line in lines if line.startswith("frontend ")]
+    [frontend] = [f for f in frontends if f"default_backend {backend_name}" in f]
+    assert f"bind :{port}" in frontend
     timeouts = {line.split()[1]: line.split()[2] for line in lines if line.startswith("timeout ")}
     assert timeouts["server"].endswith("m") and int(timeouts["server"][:-1]) >= 5
 
@@ -349,3 +412,4 @@ def test_dockerfile_runs_keyway_unprivileged_from_pinned_images() -> None:
     assert "USER ${KEYWAY_UID}:${KEYWAY_UID}" in lines
     assert 'ENTRYPOINT ["keyway"]' in lines
     assert "STOPSIGNAL SIGTERM" in lines
+    assert "EXPOSE 8080 9090" in lines  # the API and the admin port (KEYWAY_ADMIN_PORT=9090)

@@ -157,6 +157,7 @@ async def _sum_of(redis: Any, pattern: str) -> int:
 
 
 async def pool_ledger(gw: Gateway, provider: str) -> PoolLedger:
+    await gw.usage.flush()  # the usage this worker counted, in Redis now rather than within 1 s
     redis = _redis(gw)
     p = pool_prefix(gw.state.prefix, provider)
     keys = []
@@ -178,6 +179,7 @@ async def pool_ledger(gw: Gateway, provider: str) -> PoolLedger:
 
 
 async def client_ledger(gw: Gateway, client_id: str) -> ClientLedger:
+    await gw.usage.flush()
     redis = _redis(gw)
     c = client_prefix(gw.state.prefix, client_id)
     adm = dict(await redis.hgetall(f"{c}:adm"))
