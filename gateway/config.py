@@ -79,6 +79,11 @@ class ModelConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     strategy: Strategy = "least-utilised"
     fallbacks: list[str] = []
     """Aliases tried, in order, once every deployment of this alias failed or is exhausted."""
+    spread: bool = False
+    """Spread requests over this alias's deployments instead of trying them in order: each
+    request starts at a deployment drawn by its pool's key count, then tries the others. Splits
+    a pool too hot for one Redis shard: list its keys under several providers (same kind, base
+    URL and model), each its own hash tag and so its own Cluster slot."""
 
 
 class ClientConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -25,6 +25,7 @@ def model_view(snapshot: Snapshot, alias: str) -> ModelView:
         deployments=[DeploymentInput(provider=d.provider, model=d.model) for d in m.deployments],
         strategy=m.strategy,
         fallbacks=list(m.fallbacks),
+        spread=m.spread,
         origin=snapshot.origins.get(("models", alias), "file"),
     )
 
@@ -59,6 +60,7 @@ class ModelsController(Controller):
             ],
             strategy=data.strategy,
             fallbacks=list(data.fallbacks),
+            spread=data.spread,
         )
         created = await admin.editor.put_model(alias, record)
         admin.changed(request, "create model" if created else "replace model", alias)

@@ -145,6 +145,8 @@ class ModelPut(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     deployments: Annotated[list[DeploymentInput], Meta(min_length=1, max_length=32)]
     strategy: Strategy = "least-utilised"
     fallbacks: Annotated[list[Alias], Meta(max_length=16)] = []
+    spread: bool = False
+    """Spread requests over the deployments (drawn by key count) instead of trying them in order."""
 
 
 class ClientCreate(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -235,6 +237,7 @@ class ModelView(msgspec.Struct, kw_only=True, frozen=True):
     deployments: list[DeploymentInput]
     strategy: str
     fallbacks: list[str]
+    spread: bool
     origin: str
 
 

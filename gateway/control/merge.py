@@ -234,7 +234,10 @@ class _Merger:
                 continue
             if isinstance(rec, ModelRecord):
                 model = ModelConfig(
-                    deployments=rec.deployments, strategy=rec.strategy, fallbacks=rec.fallbacks
+                    deployments=rec.deployments,
+                    strategy=rec.strategy,
+                    fallbacks=rec.fallbacks,
+                    spread=rec.spread,
                 )
             elif alias in file:
                 model = file[alias]

@@ -67,6 +67,7 @@ class ModelRecord(msgspec.Struct, kw_only=True, frozen=True, tag="model"):
     deployments: list[DeploymentConfig]
     strategy: Strategy = "least-utilised"
     fallbacks: list[str] = []
+    spread: bool = False
     updated_ms: int = 0
 
 

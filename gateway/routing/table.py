@@ -5,6 +5,9 @@ Lookups on the hot path are dict reads; nothing here touches Redis.
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -100,6 +103,15 @@ class RouteTable:
                 )
             own[alias] = deps
         self.aliases: tuple[str, ...] = tuple(cfg.models)
+        self._spread: dict[str, tuple[int, list[int]]] = {
+            alias: (
+                len(own[alias]),
+                list(itertools.accumulate(len(d.pool.keys) for d in own[alias])),
+            )
+            for alias, model in cfg.models.items()
+            if model.spread and len(own[alias]) > 1
+        }
+        """Spread aliases: (own deployments, running totals of their pools' key counts)."""
         self._chains: dict[str, tuple[Deployment, ...]] = {}
         for alias in cfg.models:
             chain: list[Deployment] = []
@@ -115,5 +127,14 @@ class RouteTable:
             self._chains[alias] = tuple(chain)
 
     def chain(self, alias: str) -> tuple[Deployment, ...] | None:
-        """The deployments to try for `alias`, in order; None for an unknown alias."""
-        return self._chains.get(alias)
+        """The deployments to try for `alias`, in order; None for an unknown alias. A `spread`
+        alias starts at one of its own deployments drawn by key count, then the next ones."""
+        chain = self._chains.get(alias)
+        spread = self._spread.get(alias)
+        if chain is None or spread is None:
+            return chain
+        own, totals = spread
+        start = bisect.bisect_right(totals, random.random() * totals[-1])
+        if start == 0 or start >= own:
+            return chain
+        return chain[start:own] + chain[:start] + chain[own:]
