@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import redis
@@ -24,6 +25,7 @@ import redis
 from loadtests.meters import (
     RedisCounters,
     ServerMeter,
+    Spent,
     cpu_busy_seconds,
     key_counts,
     key_fairness,
@@ -55,7 +57,7 @@ from loadtests.results import (
 from loadtests.stack import Pinning, Proc
 from loadtests.streams import run, run_streams, sample_responses
 from loadtests.topology import DIRECT_KEY, DIRECT_MODEL, Aliases, Topology, UpstreamKey
-from loadtests.wrk import run_wrk
+from loadtests.wrk import WrkOutput, run_wrk
 
 __all__ = ["Bench", "Options"]
 
@@ -163,20 +165,13 @@ class Bench:
             spent = (read_redis_counters(self.redis) - redis_before).without_probe()
             # no request completed: there is nothing to divide by (the run's 2xx check fails)
             use = self._redis_use(spent, served) if out.requests > 0 else None
-        result = LoadRun(
-            target=target,
-            connections=connections,
-            requests=out.requests,
-            duration_s=out.duration_s,
-            rps=out.rps,
-            latency=out.latency,
-            socket_errors=out.socket_errors,
-            non_2xx=out.non_2xx,
+        result = _load_run(
+            target,
+            connections,
+            out,
+            spent_cpu,
             statuses=out.statuses,
             retry_after_missing=out.retry_after_missing,
-            server_cpu_us_per_request=spent_cpu.cpu_s * 1e6 / served,
-            server_cpu_pct=100 * spent_cpu.cpu_s / spent_cpu.wall_s,
-            others_on_core_pct=_pct(spent_cpu.others_s, spent_cpu.wall_s),
             redis=use,
             keys=_key_share(pool, counts_before, _fake_counts(fake)) if pool else None,
             load_core_busy_pct=load_busy_pct,
@@ -188,11 +183,7 @@ class Bench:
             else ""
         )
         self.log(
-            f"  {target:6} c={connections:<3} {result.rps:8.0f} req/s  p50 "
-            f"{result.latency.p50_ms:7.2f} ms  p99 {result.latency.p99_ms:7.2f} ms  "
-            f"non-2xx {result.non_2xx}  errors {result.socket_errors}"
-            + redis_note
-            + _others_note(result.others_on_core_pct)
+            _run_line(f"{target:6}", result) + redis_note + _others_note(result.others_on_core_pct)
         )
         return result
 
@@ -219,25 +210,8 @@ class Bench:
         out = run_wrk(url, duration_s=self.opts.duration_s, **wrk_args)  # type: ignore[arg-type]
         time.sleep(SETTLE_PAUSE_S)
         spent_cpu = meter.stop()
-        served = max(1, out.requests)
-        result = LoadRun(
-            target=label,
-            connections=connections,
-            requests=out.requests,
-            duration_s=out.duration_s,
-            rps=out.rps,
-            latency=out.latency,
-            socket_errors=out.socket_errors,
-            non_2xx=out.non_2xx,
-            server_cpu_us_per_request=spent_cpu.cpu_s * 1e6 / served,
-            server_cpu_pct=100 * spent_cpu.cpu_s / spent_cpu.wall_s,
-            others_on_core_pct=_pct(spent_cpu.others_s, spent_cpu.wall_s),
-        )
-        self.log(
-            f"  {label:10} c={connections:<3} {result.rps:8.0f} req/s  p50 "
-            f"{result.latency.p50_ms:7.2f} ms  p99 {result.latency.p99_ms:7.2f} ms  "
-            f"non-2xx {result.non_2xx}  errors {result.socket_errors}"
-        )
+        result = _load_run(label, connections, out, spent_cpu)
+        self.log(_run_line(f"{label:10}", result))
         return result
 
     def _redis_use(self, spent: RedisCounters, served: int) -> RedisUse:
@@ -496,6 +470,34 @@ class Bench:
     @staticmethod
     def _replica_rss(replica: Proc) -> int:
         return sum(rss_bytes(pid) for pid in tree(replica.pid))
+
+
+def _load_run(
+    target: str, connections: int, out: WrkOutput, spent_cpu: Spent, **extra: Any
+) -> LoadRun:
+    """A wrk run's figures with the CPU its serving processes spent (`extra`: the rest)."""
+    return LoadRun(
+        target=target,
+        connections=connections,
+        requests=out.requests,
+        duration_s=out.duration_s,
+        rps=out.rps,
+        latency=out.latency,
+        socket_errors=out.socket_errors,
+        non_2xx=out.non_2xx,
+        server_cpu_us_per_request=spent_cpu.cpu_s * 1e6 / max(1, out.requests),
+        server_cpu_pct=100 * spent_cpu.cpu_s / spent_cpu.wall_s,
+        others_on_core_pct=_pct(spent_cpu.others_s, spent_cpu.wall_s),
+        **extra,
+    )
+
+
+def _run_line(label: str, result: LoadRun) -> str:
+    return (
+        f"  {label} c={result.connections:<3} {result.rps:8.0f} req/s  p50 "
+        f"{result.latency.p50_ms:7.2f} ms  p99 {result.latency.p99_ms:7.2f} ms  "
+        f"non-2xx {result.non_2xx}  errors {result.socket_errors}"
+    )
 
 
 def _pct(seconds: float | None, wall_s: float) -> float | None:

@@ -65,10 +65,9 @@ class Window:
         return ""
 
 
-@dataclass(frozen=True, slots=True)
-class KeyLedger:
-    key_id: str
-    in_flight: int
+class _Windowed:
+    """Requests and tokens of the ledger's `window`."""
+
     window: Window
 
     @property
@@ -78,6 +77,13 @@ class KeyLedger:
     @property
     def tokens(self) -> int:
         return self.window.tokens
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLedger(_Windowed):
+    key_id: str
+    in_flight: int
+    window: Window
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +107,7 @@ class PoolLedger:
 
 
 @dataclass(frozen=True, slots=True)
-class ClientLedger:
+class ClientLedger(_Windowed):
     client_id: str
     holds: dict[str, str]
     """Open admissions: request id -> `estimate|cost|spend keys|bucket`."""
@@ -112,14 +118,6 @@ class ClientLedger:
     spend_month: int
     usage: Counter[str]
     """Metric (req, in, out, cost, err) -> total over the client's aliases."""
-
-    @property
-    def requests(self) -> int:
-        return self.window.requests
-
-    @property
-    def tokens(self) -> int:
-        return self.window.tokens
 
 
 def _redis(gw: Gateway) -> Any:
