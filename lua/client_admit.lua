@@ -69,11 +69,12 @@ if tpm > 0 then
 end
 if bday > 0 or bmonth > 0 then
   local held = tonumber(redis.call('HGET', adm, '_cost')) or 0
-  if bday > 0 and (tonumber(redis.call('GET', spend_d)) or 0) + held + cost > bday then
+  local spent = redis.call('MGET', spend_d, spend_m)  -- one slot: the client's hash tag
+  if bday > 0 and (tonumber(spent[1]) or 0) + held + cost > bday then
     window_close(win)
     return {0, (day + 1) * 86400000 - now, 'budget_day'}
   end
-  if bmonth > 0 and (tonumber(redis.call('GET', spend_m)) or 0) + held + cost > bmonth then
+  if bmonth > 0 and (tonumber(spent[2]) or 0) + held + cost > bmonth then
     local dim = ({31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31})[mo]
     if mo == 2 and (y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0)) then dim = 29 end
     window_close(win)
