@@ -15,7 +15,7 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import yaml
@@ -111,6 +111,8 @@ _ENV_OVERRIDES: tuple[tuple[str, tuple[str, ...], Callable[[str], Any]], ...] = 
     ("KEYWAY_ALLOW_PRIVATE_UPSTREAMS", ("server", "allow_private_upstreams"), _flag),
     ("KEYWAY_UPSTREAM_HOSTS_ALLOWED", ("server", "upstream_hosts_allowed"), _names),
     ("KEY_COOLDOWN_SECONDS", ("routing", "cooldown_s"), float),
+    ("KEYWAY_DEGRADED_REPLICAS", ("routing", "degraded_replicas"), int),
+    ("KEYWAY_CLIENT_MAX_CONCURRENCY", ("routing", "client_max_concurrency"), int),
 )
 
 
@@ -253,6 +255,16 @@ def _check(value: object, tp: Any, path: str, out: list[str]) -> None:
                 out.append(f"{_at(path, key)}: a name must be a string, got {_got(key)}")
                 continue
             _check(item, args[1], _at(path, key), out)
+        return
+    if origin is Annotated:  # a bound (`Meta(ge=1)`): the type first, then msgspec's words
+        before = len(out)
+        _check(value, args[0], path, out)
+        if len(out) == before:
+            try:
+                msgspec.convert(value, tp, strict=False)
+            except msgspec.ValidationError as exc:  # "Expected `int` >= 1"
+                bound = str(exc).removeprefix("Expected ").replace("`", "")
+                out.append(f"{path}: expected {bound}, got {value!r}")
         return
     try:
         msgspec.convert(value, tp, strict=False)

@@ -84,12 +84,32 @@ def _limits(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
 
 # -- clients ----------------------------------------------------------------------------------
 
-_CLIENT_COLUMNS = ("id", "key_hint", "rpm", "tpm", "models", "budget_daily_usd", "origin")
-_CLIENT_LIMITS = ("rpm", "tpm", "budget_daily_usd", "budget_monthly_usd")
+_CLIENT_COLUMNS = (
+    "id", "key_hint", "rpm", "tpm", "models", "budget_daily_usd", "max_concurrency", "origin",
+)  # fmt: skip
+_CLIENT_LIMITS = ("rpm", "tpm", "budget_daily_usd", "budget_monthly_usd", "max_concurrency")
+_DEFAULT = "default"
+"""`--max-concurrency default`: null, the routing default (routing.client_max_concurrency)."""
+
+
+def _concurrency(text: str) -> int | str:
+    if text == _DEFAULT:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or {_DEFAULT!r}: {text!r}") from None
+
+
+def _client_limits(args: argparse.Namespace) -> dict[str, Any]:
+    body = _limits(args, _CLIENT_LIMITS)
+    if body.get("max_concurrency") == _DEFAULT:
+        body["max_concurrency"] = None
+    return body
 
 
 def _clients_create(args: argparse.Namespace) -> None:
-    body = {"id": args.id, **_limits(args, _CLIENT_LIMITS)}
+    body = {"id": args.id, **_client_limits(args)}
     created = _api("POST", "/admin/clients", body)
     print(f"client {args.id} created; its key is shown this once:", file=sys.stderr)
     print(created["key"])
@@ -100,9 +120,11 @@ def _clients_list(args: argparse.Namespace) -> None:
 
 
 def _clients_set(args: argparse.Namespace) -> None:
-    body = _limits(args, _CLIENT_LIMITS)
+    body = _client_limits(args)
     if not body:
-        raise CommandError("nothing to change: give --rpm, --tpm, --models or a budget")
+        raise CommandError(
+            "nothing to change: give --rpm, --tpm, --models, a budget or --max-concurrency"
+        )
     _show(args, _api("PATCH", f"/admin/clients/{_q(args.id)}", body), _CLIENT_COLUMNS)
 
 
@@ -266,6 +288,13 @@ def add_admin_commands(sub: Any) -> None:
             "--budget-daily", dest="budget_daily_usd", type=float, help="USD per UTC day"
         )
         p.add_argument("--budget-monthly", dest="budget_monthly_usd", type=float)
+        p.add_argument(
+            "--max-concurrency",
+            type=_concurrency,
+            metavar="N",
+            help="requests in flight at once per worker process; 0 = no cap, "
+            "`default` = routing.client_max_concurrency",
+        )
     ls = clients.add_parser("list", help="list client keys", parents=[json_flag])
     ls.set_defaults(func=_run(_clients_list))
     rv = clients.add_parser("revoke", help="revoke a client key on every replica")

@@ -5,7 +5,9 @@
        the attempt's: settle the key, try the next; no free connection in the gateway's own
        pool is nobody's: refund the key, answer 503 local_capacity)
     -> 2xx: the owner takes the open call
-    -> 429 / 5xx / 401 / 403: settle the key with its outcome (cooldown, breaker, disable)
+    -> 429 / 5xx / 3xx / 401 / 403: settle the key with its outcome (cooldown, breaker,
+       disable); a 3xx is the key's failure like a 5xx, never followed (502 upstream_redirect
+       if no other key answers)
     -> another 4xx: settle the key, the owner marks the request rejected, UpstreamRejection
 
 Each attempt is a client span (open until the owner settles the call), sends the provider a
@@ -25,6 +27,7 @@ from gateway.errors import (
     ServiceUnavailable,
     UpstreamError,
     UpstreamTimeout,
+    upstream_redirect,
 )
 from gateway.providers.transport import (
     PoolExhausted,
@@ -183,6 +186,8 @@ async def call_upstream(
             f"the upstream refused Keyway's key for model '{job.alias}'",
             code="upstream_key_refused",
         )
+    if 300 <= response.status < 400:
+        return outcome, upstream_redirect(response.status)
     return outcome, UpstreamError(
         f"upstream error {response.status} for model '{job.alias}'", code="upstream_error"
     )

@@ -4,6 +4,8 @@
 429                      rate_limited  -> cooldown until Retry-After (capped, jittered)
 401, 403                 auth_error    -> key disabled until an operator re-enables it
 408, 5xx, 529, no answer server_error  -> counts toward the key's circuit breaker
+3xx (and a final 1xx)    server_error  -> likewise: no answer, and never followed (a redirect
+                                          would take the key's secret wherever it points)
 other 4xx                client_error  -> the request's fault: returned to the client as is
 
 The quota and retry headers come from the upstream and are parsed defensively: a value that is
@@ -59,7 +61,7 @@ def classify(status: int) -> str:
         return Outcome.RATE_LIMITED
     if status in (401, 403):
         return Outcome.AUTH_ERROR
-    if status == 408 or status >= 500:
+    if status == 408 or status >= 500 or status < 400:  # < 400: a redirect, a final 1xx
         return Outcome.SERVER_ERROR
     return Outcome.CLIENT_ERROR
 

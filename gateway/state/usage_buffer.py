@@ -8,9 +8,9 @@ or an outage is applied once (at-least-once delivery, idempotent writes).
 
 Bounds: a worker that dies loses what it counted since its last flush (one interval); while
 Redis is unreachable batches wait in memory, up to `max_pending_groups` field groups, after which
-the oldest batches are dropped, counted in `keyway_usage_dropped_total` and logged. Usage is
-reporting; limits and budgets are enforced by the per-request scripts, never from these counters.
-Hours are this worker's UTC clock (the per-request scripts used Redis's).
+the oldest batches are dropped, counted in `keyway_settlements_dropped_total{reason="usage"}`
+and logged. Usage is reporting; limits and budgets are enforced by the per-request scripts, never
+from these counters. Hours are this worker's UTC clock (the per-request scripts used Redis's).
 """
 
 from __future__ import annotations

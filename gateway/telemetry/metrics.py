@@ -53,7 +53,9 @@ __all__ = [
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
-RATE_LIMIT_SCOPES: Final = ("client_rpm", "client_tpm", "budget", "upstream_capacity")
+RATE_LIMIT_SCOPES: Final = (
+    "client_rpm", "client_tpm", "budget", "client_concurrency", "upstream_capacity",
+)  # fmt: skip
 KEY_STATES: Final = ("cooling", "breaker_open", "disabled")
 
 METRIC_NAMES: Final = (
@@ -70,6 +72,7 @@ METRIC_NAMES: Final = (
     "keyway_cost_microdollars_total",
     "keyway_redis_script_duration_seconds",
     "keyway_degraded_mode",
+    "keyway_settlements_dropped_total",
 )
 """Every family this module exposes, as it appears in the exposition (the dashboard uses them)."""
 
@@ -180,8 +183,9 @@ class Metrics:
         self.degraded_gauge.set(0)
         self.settlements_dropped_total = Counter(
             "keyway_settlements_dropped",
-            "Settlement batches Redis never applied: the queue held while Redis was unreachable "
-            "was full (queue_full), or a script refused the batch (rejected).",
+            "Settlements Redis never applied: batches dropped from the queue held while Redis "
+            "was unreachable (queue_full) or refused by a script (rejected), and usage records "
+            "dropped past routing.usage_max_pending_groups (usage).",
             ("reason",), registry=r,
         )  # fmt: skip
         self._request_children: dict[tuple[str, ...], tuple[Counter, Counter, Histogram]] = {}
@@ -322,7 +326,8 @@ class Metrics:
         self.degraded_gauge.set(1 if on else 0)
 
     def settlements_dropped(self, reason: str, count: int = 1) -> None:
-        """`count` settle batches will never reach Redis: `queue_full` or `rejected`."""
+        """`count` settle batches (`queue_full`, `rejected`) or usage records (`usage`: one per
+        upstream attempt and one per client request) will never reach Redis."""
         self.settlements_dropped_total.labels(reason).inc(count)
 
 

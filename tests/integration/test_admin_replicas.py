@@ -229,9 +229,15 @@ def test_the_cli_drives_the_admin_api(
         assert done.returncode == 0, (args, done.stdout, done.stderr)
         return done.stdout
 
-    key = keyway("clients", "create", "cli-team", "--rpm", "50", "--models", "gpt-4o-mini").strip()
+    key = keyway("clients", "create", "cli-team", "--rpm", "50", "--models", "gpt-4o-mini",
+                 "--max-concurrency", "3").strip()  # fmt: skip
     assert key.startswith("kw-")
     assert "cli-team" in keyway("clients", "list")
+    assert a.ok("GET", "/admin/clients/cli-team")["max_concurrency"] == 3
+    assert '"max_concurrency": 0' in keyway("clients", "set", "cli-team", "--max-concurrency", "0",
+                                            "--json")  # fmt: skip
+    keyway("clients", "set", "cli-team", "--max-concurrency", "default")
+    assert a.ok("GET", "/admin/clients/cli-team")["max_concurrency"] is None
     added = keyway("keys", "add", "fake", "kcli", "--secret-env", "KW_TEST_UPSTREAM", "--rpm", "5")
     assert "..." + upstream_secret[-4:] in added and upstream_secret not in added
     keyway("keys", "add", "fake", "kstdin", stdin="sk-from-stdin-0000000001\n")

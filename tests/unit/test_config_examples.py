@@ -93,6 +93,17 @@ def _helm_env(values: dict[str, Any]) -> dict[str, str]:
         "KEYWAY_LOG_LEVEL": str(values.get("logLevel", "info")),
         "SHUTDOWN_TIMEOUT_SECONDS": str(values.get("shutdownTimeoutSeconds", 600)),
     }
+    if values.get("adminPort", 9090) is not None:
+        env["KEYWAY_ADMIN_PORT"] = str(values.get("adminPort", 9090))
+    # the largest fleet's workers (templates/_helpers.tpl keyway.degradedReplicas)
+    autoscaling = values.get("autoscaling") or {}
+    pods = autoscaling.get("maxReplicas", 10) if autoscaling.get("enabled") else None
+    fleet = (pods or values.get("replicaCount", 2)) * values.get("workers", 1)
+    own = ((values.get("config") or {}).get("routing") or {}).get("degraded_replicas")
+    if values.get("degradedReplicas") is not None:
+        env["KEYWAY_DEGRADED_REPLICAS"] = str(values["degradedReplicas"])
+    elif own is None:
+        env["KEYWAY_DEGRADED_REPLICAS"] = str(fleet)
     redis = values.get("redis") or {}
     env["REDIS_URL"] = redis.get("url") or "redis://redis-from-secret:6379/0"
     return env
@@ -204,6 +215,14 @@ def test_a_values_file_config_is_what_the_chart_renders(example: Example) -> Non
     docs = [d for text in texts for d in yaml.safe_load_all(text) if d]
     (configmap,) = [d for d in docs if isinstance(d, dict) and d.get("kind") == "ConfigMap"]
     assert yaml.safe_load(configmap["data"]["keyway.yaml"]) == yaml.safe_load(example.text)
+    # and the overrides checked with it are the ones the Deployment sets (a secret's REDIS_URL
+    # cannot be rendered: the example stands in for it)
+    (deployment,) = [d for d in docs if isinstance(d, dict) and d.get("kind") == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    overrides = {name for name, _, _ in _ENV_OVERRIDES}
+    rendered = {e["name"]: e["value"] for e in container["env"]
+                if e["name"] in overrides and "value" in e}  # fmt: skip
+    assert rendered == {k: v for k, v in example.env.items() if k != "REDIS_URL" or k in rendered}
 
 
 # -- the error report ----------------------------------------------------------------------------

@@ -223,3 +223,33 @@ def test_a_wrong_upstream_or_proxy_setting_is_named(env: dict[str, str], problem
     with pytest.raises(ConfigError) as info:
         parse_config(apply_env(minimal(), env))
     assert problem in str(info.value)
+
+
+def test_the_fleet_size_and_the_client_cap_come_from_the_environment() -> None:
+    env = {"KEYWAY_DEGRADED_REPLICAS": "6", "KEYWAY_CLIENT_MAX_CONCURRENCY": "0"}
+    routing = parse_config(apply_env(minimal(routing={"client_max_concurrency": 10}), env)).routing
+    assert routing.degraded_replicas == 6
+    assert routing.client_max_concurrency == 0  # the environment wins over the file
+    unset = parse_config(apply_env(minimal(), {"KEYWAY_DEGRADED_REPLICAS": ""})).routing
+    assert (unset.degraded_replicas, unset.client_max_concurrency) == (None, 250)
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"KEYWAY_DEGRADED_REPLICAS": "two"}, "KEYWAY_DEGRADED_REPLICAS: 'two' is not valid here"),
+        ({"KEYWAY_DEGRADED_REPLICAS": "0"}, "routing.degraded_replicas: expected int >= 1, got 0"),
+        ({"KEYWAY_CLIENT_MAX_CONCURRENCY": "1.5"},
+         "KEYWAY_CLIENT_MAX_CONCURRENCY: '1.5' is not valid here"),
+        ({"KEYWAY_CLIENT_MAX_CONCURRENCY": "-1"},
+         "routing.client_max_concurrency: expected int >= 0, got -1"),
+    ],
+)  # fmt: skip
+def test_a_wrong_fleet_size_or_client_cap_is_one_line(
+    env: dict[str, str], problem: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "keyway.yaml"
+    path.write_text(msgspec.yaml.encode(minimal()).decode())
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env=env)
+    assert info.value.problems == (problem,)

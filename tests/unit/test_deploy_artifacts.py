@@ -260,6 +260,33 @@ def test_hpa_is_autoscaling_v2_and_only_when_enabled(helmctl: ModuleType) -> Non
     assert "replicas" not in scaled["Deployment"]["spec"]
 
 
+@pytest.mark.parametrize(
+    ("values", "fleet"),
+    [
+        ({}, "2"),  # replicaCount 2 x 1 worker
+        ({"replicaCount": 3, "workers": 4}, "12"),
+        # autoscaled: the most pods the HPA may run, not the fewest
+        ({"autoscaling": {"enabled": True, "maxReplicas": 7}, "workers": 2}, "14"),
+        ({"degradedReplicas": 40, "workers": 2}, "40"),
+        ({"degradedReplicas": 5, "config": {"routing": {"degraded_replicas": 9}}}, "5"),
+    ],
+)
+def test_degraded_replicas_count_the_workers_of_the_largest_fleet(
+    helmctl: ModuleType, values: dict[str, Any], fleet: str
+) -> None:
+    assert env_of(render(helmctl, values))["KEYWAY_DEGRADED_REPLICAS"]["value"] == fleet
+
+
+def test_a_degraded_replicas_in_the_config_is_kept_and_zero_is_refused(
+    helmctl: ModuleType,
+) -> None:
+    own = render(helmctl, {"config": {"routing": {"degraded_replicas": 9}}})
+    assert "KEYWAY_DEGRADED_REPLICAS" not in env_of(own)  # the env var would override it
+    helm = pytest.importorskip("helm_python")
+    with pytest.raises(helm.HelmError, match="degradedReplicas"):
+        render(helmctl, {"degradedReplicas": 0})
+
+
 def test_otel_is_configured_only_with_an_endpoint(helmctl: ModuleType) -> None:
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env_of(render(helmctl))
     env = env_of(render(helmctl, {"otel": {"endpoint": "http://otel:4317", "protocol": "grpc"}}))
@@ -304,12 +331,17 @@ def test_chart_config_is_a_valid_keyway_config(
     from gateway.config_load import load_config
 
     values = ha_values(helmctl) if source == "ha" else {}
-    config = render(helmctl, values)["ConfigMap"]["data"]["keyway.yaml"]
+    manifests = render(helmctl, values)
+    config = manifests["ConfigMap"]["data"]["keyway.yaml"]
     path = tmp_path / "keyway.yaml"
     path.write_text(config)
     env = {name: "sk-test" for name in re.findall(r"env:([A-Za-z_][A-Za-z0-9_]*)", config)}
-    cfg = load_config(path, env={**env, "REDIS_URL": "redis://redis:6379/0"})
+    # the Deployment's own variables (KEYWAY_ADMIN_PORT, KEYWAY_DEGRADED_REPLICAS, ...) too
+    env |= {name: e["value"] for name, e in env_of(manifests).items() if "value" in e}
+    cfg = load_config(path, env={"REDIS_URL": "redis://redis:6379/0", **env})
     assert cfg.models
+    assert cfg.server.admin_port == 9090
+    assert cfg.routing.degraded_replicas == (20 if source == "ha" else 2)  # HPA max 20 x 1
 
 
 # ---- compose, HAProxy, Dockerfile ----

@@ -1,4 +1,5 @@
-"""Quota and retry headers of upstream answers: read when sane, ignored or clamped when not.
+"""What an upstream answer means for its key (`classify`), and its quota and retry headers:
+read when sane, ignored or clamped when not.
 
 Every row is a header set an upstream could send; whatever the values, `learn_quota` and
 `cooldown_ms` answer in range and never raise, and each value they ignore is counted.
@@ -20,6 +21,8 @@ from gateway.routing.outcome import (
     MAX_DURATION_MS,
     MAX_REMAINING,
     Learned,
+    Outcome,
+    classify,
     cooldown_ms,
     learn_quota,
     parse_duration_ms,
@@ -31,6 +34,23 @@ NOW = 1_800_000_000.0
 """The clock of every test here (2027-01-15), so dates turn into exact delays."""
 DAY = MAX_DURATION_MS
 HUGE = str(10**30)
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        ((200, 201, 204), Outcome.OK),
+        ((429,), Outcome.RATE_LIMITED),
+        ((401, 403), Outcome.AUTH_ERROR),
+        ((408, 500, 502, 503, 529, 599), Outcome.SERVER_ERROR),
+        # a redirect is no answer and is never followed: the key failed, not the request
+        ((300, 301, 302, 303, 304, 307, 308), Outcome.SERVER_ERROR),
+        ((101,), Outcome.SERVER_ERROR),  # a final 1xx: no answer either
+        ((400, 404, 413, 422), Outcome.CLIENT_ERROR),
+    ],
+)
+def test_classify(statuses: tuple[int, ...], expected: str) -> None:
+    assert [classify(status) for status in statuses] == [expected] * len(statuses)
 
 
 def rfc3339(seconds_from_now: float) -> str:

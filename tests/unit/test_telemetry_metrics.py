@@ -19,8 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.api.metrics_route import metrics_handler
 from gateway.telemetry import metrics as metrics_module
 from gateway.telemetry.metrics import (
+    KEY_STATES,
     METRIC_NAMES,
     MULTIPROC_ENV,
+    RATE_LIMIT_SCOPES,
     Metrics,
     admission_scope,
     get_metrics,
@@ -187,9 +189,18 @@ def test_every_documented_family_is_exposed(m: Metrics, registry: CollectorRegis
     m.key_state("openai", "oa-1", "cooling", False)
     m.usage("gpt-4o-mini", 1, 1, 1)
     m.redis_script("settle", 0.001)
-    exposed = {s[0] for s in samples(scrape(registry))}
+    m.settlements_dropped("usage", 3)
+    text = scrape(registry)
+    exposed = {s[0] for s in samples(text)}
     for name in METRIC_NAMES:
         assert {name, f"{name}_count"} & exposed, name
+    assert value(text, "keyway_settlements_dropped_total", reason="usage") == 3
+
+
+def test_every_family_scope_and_key_state_is_in_the_observability_doc() -> None:
+    doc = (ROOT / "docs" / "observability.md").read_text(encoding="utf-8")
+    for word in (*METRIC_NAMES, *RATE_LIMIT_SCOPES, *KEY_STATES):
+        assert f"`{word}`" in doc, word
 
 
 def test_metrics_route_serves_the_default_registry() -> None:

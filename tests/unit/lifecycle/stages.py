@@ -17,6 +17,8 @@ are in test_fault_matrix.py's docstring):
     rejected           the upstream answers 400 (the request is invalid)
     rate_limited       the upstream answers 429 (retry-after-ms: 1000), every key
     server_error       the upstream answers 503, every key
+    redirect           the upstream answers 307 to another host, every key: never followed,
+                       each key's failure like a 503 (502 `upstream_redirect` at the end)
     headers            a 200 with the headers x-ratelimit-remaining-requests: inf and
                        retry-after-ms: nan
     headers_429        a 429 whose retry-after-ms is nan
@@ -274,6 +276,7 @@ async def _keys_disabled(lc: Lifecycle, combo: Combo, mp: pytest.MonkeyPatch) ->
 
 
 _WEIRD_HEADERS = {"x-ratelimit-remaining-requests": "inf", "retry-after-ms": "nan"}
+_ELSEWHERE = {"location": "https://elsewhere.example/v1/chat/completions", "content-length": "0"}
 
 STAGES = (
     Stage("ok", _nothing, "usage", "answer"),
@@ -294,6 +297,8 @@ STAGES = (
           "upstream_failed", "error", 429),
     Stage("server_error", _upstream(lambda r: error_reply(r, 503)), "upstream_failed", "error",
           502),
+    Stage("redirect", _upstream(lambda r: Reply(status=307, headers=_ELSEWHERE, body=b"")),
+          "upstream_failed", "error", 502),
     Stage("headers", _upstream(lambda r: answer(r).with_headers(_WEIRD_HEADERS)), "usage",
           "answer"),
     Stage("headers_429", _upstream(lambda r: error_reply(r, 429, {"retry-after-ms": "nan"})),

@@ -60,3 +60,19 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "keyway.terminationGracePeriodSeconds" -}}
 {{- add .Values.preStopSleepSeconds .Values.shutdownTimeoutSeconds .Values.terminationMarginSeconds }}
 {{- end }}
+
+{{/* KEYWAY_DEGRADED_REPLICAS: the worker processes of the largest fleet this release can run
+(pods x workers; the HPA's maxReplicas when autoscaling), so each worker's share of a limit
+while Redis is away still adds up to at most the limit. Empty: config.routing.degraded_replicas
+is set and no degradedReplicas overrides it. */}}
+{{- define "keyway.degradedReplicas" -}}
+{{- $routing := (.Values.config | default dict).routing }}
+{{- if not (kindIs "invalid" .Values.degradedReplicas) }}
+{{- int .Values.degradedReplicas }}
+{{- else if and (kindIs "map" $routing) (not (kindIs "invalid" (index $routing "degraded_replicas"))) }}
+{{- else if .Values.autoscaling.enabled }}
+{{- mul .Values.autoscaling.maxReplicas .Values.workers }}
+{{- else }}
+{{- mul .Values.replicaCount .Values.workers }}
+{{- end }}
+{{- end }}
