@@ -27,7 +27,7 @@ from gateway.api.anthropic_wire import parse_anthropic_usage
 from gateway.api.client_request import ClientRequest
 from gateway.api.openai_wire import parse_usage
 from gateway.api.reply_body import read_reply
-from gateway.api.request_body import decode_body, encode_body
+from gateway.api.request_body import decode_body, encode_body, rename_model
 from gateway.api.responses_stream import ResponsesStreamTap
 from gateway.api.responses_wire import parse_responses_usage
 from gateway.api.stream_taps import AnthropicStreamTap, OpenAIStreamTap, StreamShaper
@@ -84,15 +84,36 @@ def codec_for(request: ClientRequest, deployment: Deployment) -> Codec:
 _LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 
+_limit_fields_of: dict[type, tuple[tuple[str, ...], tuple[bytes, ...]]] = {}
+
+
+def _limit_fields(head_type: type) -> tuple[tuple[str, ...], tuple[bytes, ...]]:
+    """The output limits a head type reads, and the keys of those it does not read."""
+    fields = _limit_fields_of.get(head_type)
+    if fields is None:
+        read = tuple(name for name in _LIMITS if hasattr(head_type, name))
+        unread = tuple(f'"{name}"'.encode() for name in _LIMITS if name not in read)
+        fields = _limit_fields_of[head_type] = (read, unread)
+    return fields
+
+
 def _passthrough(req: ClientRequest, d: Deployment) -> tuple[Endpoint, bytes]:
-    """The client's bytes when they fit the deployment; else re-encoded with its model name and
-    the output limits clamped to its `max_output_tokens`."""
-    asked = tuple(getattr(req.head, name, None) for name in _LIMITS)
-    if d.model == req.alias and not over_limit(d.max_output_tokens, *asked):
-        return req.endpoint, req.passthrough
+    """The client's bytes when they fit the deployment, with its model name spliced in when
+    that is unambiguous; else re-encoded with its model name and the output limits clamped to
+    its `max_output_tokens`."""
+    head, limit = req.head, d.max_output_tokens
+    read, unread = _limit_fields(type(head))
+    if limit is None or not over_limit(limit, *[getattr(head, name) for name in read]):
+        if d.model == req.alias:
+            return req.endpoint, req.passthrough
+        # a limit the head does not read (`max_output_tokens` in a chat body) is clamped too
+        if limit is None or not any(key in req.passthrough for key in unread):
+            renamed = rename_model(req.passthrough, req.alias, d.model)
+            if renamed is not None:
+                return req.endpoint, renamed
     doc = decode_body(req.passthrough)
     doc["model"] = d.model
-    clamp_max_tokens(doc, d.max_output_tokens)
+    clamp_max_tokens(doc, limit)
     return req.endpoint, encode_body(doc)
 
 

@@ -107,6 +107,40 @@ async def relay_json(
     await send_bytes(send, 200, body, headers)
 
 
+class _StreamStop:
+    """Stops a relayed stream once: cancels the task relaying it when the client leaves or the
+    stream runs past `routing.max_stream_s`, and tells that cancellation from any other."""
+
+    __slots__ = ("_task", "_withdrawn", "armed", "reason")
+
+    def __init__(self, task: asyncio.Task[object]) -> None:
+        self._task = task
+        self._withdrawn = False
+        self.armed = True
+        """False once the relay has left the pump: nothing may cancel the task after that."""
+        self.reason = ""
+
+    def client_gone(self, watcher: asyncio.Future[None]) -> None:
+        if not watcher.cancelled():
+            self._stop("client_gone")
+
+    def too_long(self) -> None:
+        self._stop("stream_too_long")
+
+    def _stop(self, reason: str) -> None:
+        if self.armed and not self.reason:
+            self.reason = reason
+            self._task.cancel()
+
+    def withdraw(self) -> bool:
+        """Take back this stop's cancel request (once); True when no other one is pending, so
+        the CancelledError being handled was this stop's alone."""
+        if not self.reason or self._withdrawn:
+            return False
+        self._withdrawn = True
+        return self._task.uncancel() == 0
+
+
 async def relay_stream(
     owner: RequestOwner,
     send: Send,
@@ -117,30 +151,39 @@ async def relay_stream(
     started: float,
     max_stream_s: float,
 ) -> None:
-    """`started`: when the request arrived (perf_counter), for the time to first token."""
+    """`started`: when the request arrived (perf_counter), for the time to first token.
+
+    The pump runs in the request's own task (no task of its own to start before the first
+    chunk); a watcher task waiting for the client's disconnect and a timer at `max_stream_s`
+    cancel it through `_StreamStop`.
+    """
     call = owner.opened_call
     record.stream = True
     meter = TextMeter()
-    pump = asyncio.ensure_future(_pump(call, send, shaper, meter, headers, record, started))
+    task = asyncio.current_task()
+    if task is None:  # pragma: no cover - an ASGI app always runs in a task
+        raise RuntimeError("relay_stream must run in a task")
+    stop = _StreamStop(task)
     watcher = asyncio.ensure_future(_wait_disconnect(receive))
+    watcher.add_done_callback(stop.client_gone)
+    timer = asyncio.get_running_loop().call_later(max_stream_s, stop.too_long)
     outcome = Outcome.CANCELLED
     try:
-        done, _ = await asyncio.wait(
-            (pump, watcher), timeout=max_stream_s, return_when=asyncio.FIRST_COMPLETED
-        )
-        if pump in done:
-            outcome = pump.result()
-        else:
-            pump.cancel()
-            await asyncio.gather(pump, return_exceptions=True)
-            if watcher not in done:
-                record.error = "stream_too_long"
+        outcome = await _pump(call, send, shaper, meter, headers, record, started)
+    except asyncio.CancelledError:
+        if not stop.withdraw():  # the request itself was cancelled
+            raise
+        if stop.reason == "stream_too_long":
+            record.error = stop.reason
     finally:
+        stop.armed = False
+        stop.withdraw()  # a stop the pump did not see (it ended first) leaves no request behind
+        timer.cancel()
         watcher.cancel()
-        pump.cancel()
         await call.response.aclose()
-        owner.observe_text(meter.text_bytes)
         usage = shaper.usage
+        if usage is None or usage[0] < 0:  # the charge falls back to the streamed text
+            owner.observe_text(meter.text_bytes)
         if usage is None:
             owner.observe(outcome)
         else:

@@ -17,7 +17,7 @@ import msgspec
 
 from gateway.errors import BadRequest
 
-__all__ = ["decode_body", "encode_body", "needs_reencoding"]
+__all__ = ["decode_body", "encode_body", "needs_reencoding", "rename_model"]
 
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
@@ -30,6 +30,7 @@ _ROUTED_KEYS = (
     b'"max_completion_tokens"', b'"max_output_tokens"',
 )  # fmt: skip
 """The routed keys as they appear in the body's bytes; seen twice, one may be a duplicate key."""
+_JSON_SPACE = b" \t\r\n"
 
 
 def needs_reencoding(body: bytes) -> bool:
@@ -41,6 +42,35 @@ def needs_reencoding(body: bytes) -> bool:
     if _ASCII_ESCAPE.search(body) is not None:
         return True
     return any(body.count(key) > 1 for key in _ROUTED_KEYS)
+
+
+def rename_model(body: bytes, alias: str, model: str) -> bytes | None:
+    """`body` with the value of its `"model"` key, `alias`, replaced by `model`; None if unsure.
+
+    Only for a body whose head was decoded (valid JSON, a top-level string `model` equal to
+    `alias`): when its bytes hold `"model"` once and spell no key with an escape, that one is
+    the top-level key, and when its value is `alias` written without escapes, the value is
+    replaced where it stands. The rest goes upstream exactly as the client wrote it, as the
+    re-encoding it saves would have said it. Otherwise None: decode and re-encode.
+    """
+    if body.count(b'"model"') != 1 or _ASCII_ESCAPE.search(body) is not None:
+        return None
+    at = body.index(b'"model"') + 7
+    end = len(body)
+    while at < end and body[at] in _JSON_SPACE:
+        at += 1
+    if body[at : at + 1] != b":":
+        return None
+    at += 1
+    while at < end and body[at] in _JSON_SPACE:
+        at += 1
+    try:
+        value = b'"' + alias.encode() + b'"'
+    except UnicodeEncodeError:  # a lone surrogate: only an escape could have spelled it
+        return None
+    if not body.startswith(value, at):
+        return None
+    return body[:at] + _encoder.encode(model) + body[at + len(value) :]
 
 
 def decode_body(body: bytes) -> dict[str, Any]:

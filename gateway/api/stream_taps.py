@@ -78,6 +78,31 @@ def _data_of(event: bytes) -> bytes | None:
     return b"\n".join(lines) if lines else None
 
 
+def _has_done_event(lf: bytes) -> bool:
+    """Whether an event of `lf` (LF line ends) has exactly `[DONE]` as its data.
+
+    Only the events around each `[DONE]` are looked at. An event found this way may start with
+    more LFs than the one `split(b"\\n\\n")` gives; they are empty lines, which `_data_of` skips.
+    """
+    at = lf.find(b"[DONE]")
+    while at >= 0:
+        start = lf.rfind(b"\n\n", 0, at) + 2  # 1 when there is none: the first event
+        end = lf.find(b"\n\n", at)
+        if _data_of(lf[start if start > 1 else 0 : end if end >= 0 else len(lf)]) == b"[DONE]":
+            return True
+        at = lf.find(b"[DONE]", at + 6)
+    return False
+
+
+def _rejoins(complete: bytes) -> bool:
+    """Whether splitting `complete` into events and joining them again gives the same bytes:
+    LF line ends, one blank line between events (checked at once for a one-line event)."""
+    end = len(complete) - 2
+    if complete.find(b"\n") == end:  # one line, then its blank line
+        return complete[end - 1 : end] != b"\r"
+    return b"\r" not in complete and b"\n\n\n" not in complete and complete[:2] != b"\n\n"
+
+
 def _relayed(framed: Framed, events: bytes) -> bytes:
     """What goes to the client: the unread parts of `framed` around the (filtered) events."""
     before, _, after = framed
@@ -105,13 +130,39 @@ class OpenAIStreamTap:
         return _relayed(framed, events)
 
     def _events(self, complete: bytes) -> bytes:
-        if b"[DONE]" in complete:
-            lf = complete.replace(b"\r\n", b"\n")
-            events = (e for e in lf.split(b"\n\n") if b"[DONE]" in e)
-            if any(_data_of(event) == b"[DONE]" for event in events):
-                self.completed = True
-        if b'"usage"' not in complete:
+        if b"[DONE]" in complete and not self.completed:
+            self.completed = _has_done_event(complete.replace(b"\r\n", b"\n"))
+        at = complete.find(b'"usage"')
+        if at < 0:
             return complete
+        if not _rejoins(complete):
+            return self._each_event(complete)
+        # Only an event with a usage that is not null is read (with include_usage, every chunk
+        # says `"usage":null`); the others, as `_each_event` would join them again, stay as
+        # they are. Not looked for: a usage key spelled with escapes (`"us\u0061ge"`) in an
+        # event whose plain `"usage"` keys are null, which `_each_event` would read: the usage
+        # is the upstream's own to report, and one so spelled is not worth a scan of each chunk.
+        kept: list[bytes] = []
+        copied = 0
+        while at >= 0:
+            if complete.startswith(b":null", at + 7):
+                at = complete.find(b'"usage"', at + 12)
+                continue
+            before = complete.rfind(b"\n\n", 0, at)
+            start = before + 2 if before >= 0 else 0
+            end = complete.find(b"\n\n", at) + 2  # `complete` ends with a blank line
+            event = complete[start : end - 2]
+            if event.startswith(b"data: {") and self._read_usage(event[6:]) and self._hide_usage:
+                kept.append(complete[copied:start])
+                copied = end
+            at = complete.find(b'"usage"', end)
+        if not copied:
+            return complete
+        kept.append(complete[copied:])
+        return b"".join(kept)
+
+    def _each_event(self, complete: bytes) -> bytes:
+        """Every event read in turn (line ends made LF, empty events dropped)."""
         out: list[bytes] = []
         for event in complete.replace(b"\r\n", b"\n").split(b"\n\n"):
             if not event:

@@ -18,9 +18,20 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 
 from gateway.providers.h1_connection import H1Connection
-from gateway.providers.transport import UpstreamTimeoutError, fold_headers
+from gateway.providers.transport import UpstreamTimeoutError
 
 __all__ = ["H1Response"]
+
+
+def _folded(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """`transport.fold_headers` of the raw fields, decoded as latin-1, in one loop (per request)."""
+    folded: dict[str, str] = {}
+    for raw_name, raw_value in raw:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        previous = folded.get(name)
+        folded[name] = value if previous is None else f"{previous}, {value}"
+    return folded
 
 
 class H1Response:
@@ -33,9 +44,7 @@ class H1Response:
         """Takes the connection back when the body was read to the end and it may be reused."""
         self._conn: H1Connection | None = conn
         self.status = conn.status
-        self.headers: Mapping[str, str] = fold_headers(
-            (name.decode("latin-1"), value.decode("latin-1")) for name, value in conn.raw_headers
-        )
+        self.headers: Mapping[str, str] = _folded(conn.raw_headers)
 
     async def read(self, *, deadline: float | None = None) -> bytes:
         """The whole body (read once; a second call returns b"")."""

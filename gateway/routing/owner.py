@@ -24,7 +24,9 @@ Nothing else settles. The router reports to the owner as it goes (`admitted`, `h
 
 While a call is open, its lease and the admission hold are renewed every third of
 `routing.lease_ttl_s` (one renew.lua call per record per period, never per chunk), so a stream
-longer than the lease TTL is not swept as if its replica had died.
+longer than the lease TTL is not swept as if its replica had died. The open calls of a process
+share one timer (`Renewals`): a timer of its own per request cost each request more CPU than
+its renewals ever do, as almost every call ends long before its first renewal.
 """
 
 from __future__ import annotations
@@ -45,12 +47,83 @@ from gateway.telemetry.metrics import get_metrics
 if TYPE_CHECKING:
     from gateway.routing.router import Router
 
-__all__ = ["RequestOwner"]
+__all__ = ["Renewals", "RequestOwner"]
 
 log = logging.getLogger("keyway.owner")
 
 _CONCURRENCY_RETRY_S = 1
 """Retry-After of a request above its client's concurrency cap (a slot frees as a call ends)."""
+
+
+class Renewals:
+    """Open calls renewed every `period_s` after they opened, on one timer for all of them.
+
+    Calls are kept in the order they opened, which is the order they are due in (one period
+    for all), so the timer is armed for the first one only. A call that ends just leaves the
+    table; the timer, when it comes, re-arms for whichever call is first then, and stops when
+    none is left.
+    """
+
+    __slots__ = ("_due", "_loop", "_timer", "period_s")
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s = period_s
+        self._due: dict[RequestOwner, float] = {}
+        """Open calls -> loop time of their next renewal, earliest first."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def add(self, owner: RequestOwner) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new event loop (tests run one each): forget the old one
+            self._reset(loop)
+        due = loop.time() + self.period_s
+        self._due[owner] = due
+        if self._timer is None:
+            self._timer = loop.call_at(due, self._fire)
+
+    def discard(self, owner: RequestOwner) -> None:
+        self._due.pop(owner, None)
+
+    def _reset(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._due.clear()
+        self._loop = loop
+
+    def _fire(self) -> None:
+        self._timer = None
+        loop = self._loop
+        if loop is None:
+            return
+        due = self._due
+        now = loop.time()
+        while due:
+            owner, at = next(iter(due.items()))
+            if at > now + _TIMER_SLACK_S:
+                break
+            del due[owner]
+            if owner.renew_due():  # still open: due again a period from now, last in order
+                due[owner] = now + self.period_s
+        if due:
+            self._timer = loop.call_at(next(iter(due.values())), self._fire)
+
+
+_TIMER_SLACK_S = 0.001
+"""The event loop may run a timer up to one clock tick early; that is on time."""
+_RENEWALS: dict[float, Renewals] = {}
+"""The process's renewal tables, by period (one per `routing.lease_ttl_s` in use)."""
+
+
+def _renewals(period_s: float) -> Renewals:
+    renewals = _RENEWALS.get(period_s)
+    if renewals is None:
+        renewals = _RENEWALS[period_s] = Renewals(period_s)
+    return renewals
 
 
 class RequestOwner:
@@ -72,7 +145,8 @@ class RequestOwner:
         self._usage: tuple[int, int] | None = None
         self._text_bytes = -1
         self._closed = False
-        self._renewal: asyncio.TimerHandle | None = None
+        self._renewals: Renewals | None = None
+        """The table this call is renewed by while it is open."""
         self._renewing: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> RequestOwner:
@@ -219,22 +293,23 @@ class RequestOwner:
     # -- renewal ------------------------------------------------------------------------------
 
     def _schedule_renewal(self) -> None:
-        period = self.router.lease_ttl_s / 3
-        self._renewal = asyncio.get_running_loop().call_later(period, self._renew_due)
+        self._renewals = _renewals(self.router.lease_ttl_s / 3)
+        self._renewals.add(self)
 
     def _stop_renewal(self) -> None:
-        if self._renewal is not None:
-            self._renewal.cancel()
-            self._renewal = None
+        if self._renewals is not None:
+            self._renewals.discard(self)
+            self._renewals = None
         if self._renewing is not None:
             self._renewing.cancel()
             self._renewing = None
 
-    def _renew_due(self) -> None:
+    def renew_due(self) -> bool:
+        """Renew the open call's lease and hold now (called by `Renewals`); False once closed."""
         if self._closed or self.call is None:
-            return
+            return False
         self._renewing = asyncio.get_running_loop().create_task(self._renew(self.call))
-        self._schedule_renewal()
+        return True
 
     async def _renew(self, call: OpenCall) -> None:
         ttl_ms = int(self.router.lease_ttl_s * 1000)

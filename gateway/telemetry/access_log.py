@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import re
 import sys
@@ -156,6 +157,51 @@ def _json_fields(record: AccessRecord) -> dict[str, Any]:
     return fields
 
 
+class _Stamps:
+    """Access-line timestamps, the part down to the second formatted once a second.
+
+    `local`: logging's asctime (``2026-12-08 00:14:38,123``, local time), as TextFormatter
+    writes it; `utc`: JsonFormatter's ``ts`` (``2026-12-08T00:14:38.123+00:00``). Formatting a
+    datetime for every line cost more than the rest of the line.
+    """
+
+    __slots__ = ("_local", "_local_second", "_utc", "_utc_second")
+
+    def __init__(self) -> None:
+        self._local_second: int | None = None
+        self._utc_second: int | None = None
+        self._local = self._utc = ""
+
+    def local(self, now: float) -> str:
+        second, ms = _second_and_ms(now)
+        if second != self._local_second:
+            self._local = datetime.fromtimestamp(second).strftime("%Y-%m-%d %H:%M:%S")
+            self._local_second = second
+        return f"{self._local},{ms:03d}"
+
+    def utc(self, now: float) -> str:
+        second, ms = _second_and_ms(now)
+        if second != self._utc_second:
+            self._utc = datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")[:19]
+            self._utc_second = second
+        return f"{self._utc}.{ms:03d}+00:00"
+
+
+def _second_and_ms(now: float) -> tuple[int, int]:
+    """The second and millisecond `datetime.fromtimestamp(now)` shows (it rounds to the
+    microsecond, half to even, then the millisecond is cut)."""
+    fraction, whole = math.modf(now)
+    second, micros = int(whole), round(fraction * 1e6)
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    elif micros < 0:
+        second, micros = second - 1, micros + 1_000_000
+    return second, micros // 1000
+
+
+_stamps = _Stamps()
+
+
 class _BatchedAccessLines:
     """Access lines written straight to stderr, all lines of one event-loop turn at once.
 
@@ -180,13 +226,13 @@ class _BatchedAccessLines:
         if self.json:
             line = _json_fields(record)
             line["model"] = escape_controls(model)
-            head = {"ts": _timestamp(time.time()), "level": "info", "logger": ACCESS_LOGGER,
+            head = {"ts": _stamps.utc(time.time()), "level": "info", "logger": ACCESS_LOGGER,
                     "pid": self._pid, "msg": "request"}  # fmt: skip
             self._pending.append(_encoder.encode({**head, **line}) + b"\n")
         else:
             fmt, args = _text_line(record, model)
             text = fmt % args
-            stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+            stamp = _stamps.local(time.time())
             self._pending.append(f"{stamp} INFO {ACCESS_LOGGER} {text}\n".encode())
         if self._scheduled:
             return

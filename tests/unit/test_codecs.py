@@ -91,13 +91,43 @@ def test_a_translated_responses_request_is_clamped_to_the_deployments_limit() ->
     assert msgspec.json.decode(upstream)["max_tokens"] == 1000
 
 
-def _openai_deployment() -> Deployment:
+def _openai_deployment(max_output_tokens: int | None = None) -> Deployment:
     adapter = ProviderAdapter.from_config(
         "oai", ProviderConfig(kind="openai", base_url="http://127.0.0.1:9/v1", keys=[])
     )
     pool = Pool(provider="oai", adapter=adapter, keys=(), by_id={})
     return Deployment(alias="gpt", pool=pool, model="gpt-up", strategy="priority",
-                      price=None, max_output_tokens=None)  # fmt: skip
+                      price=None, max_output_tokens=max_output_tokens)  # fmt: skip
+
+
+CHAT_BYTES = (
+    b'{"model": "gpt", "temperature": 1.50, "messages": [{"role": "user", "content": "Hi"}]}'
+)
+
+
+def test_an_alias_of_another_model_name_goes_up_as_the_clients_bytes_with_that_name() -> None:
+    request = PARSERS[Endpoint.CHAT](Endpoint.CHAT, CHAT_BYTES, 1024)
+    deployment = _openai_deployment(max_output_tokens=4096)
+    _, upstream = codec_for(request, deployment).request(request, deployment)
+    assert upstream == CHAT_BYTES.replace(b'"gpt"', b'"gpt-up"')
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (b'"max_tokens": 9000, ', {"max_tokens": 4096}),
+        (b'"max_output_tokens": 9000, ', {"max_output_tokens": 4096}),  # not chat's, clamped too
+    ],
+)
+def test_an_alias_asking_for_more_than_the_deployment_allows_is_re_encoded_and_clamped(
+    extra: bytes, expected: dict[str, int]
+) -> None:
+    body = CHAT_BYTES.replace(b"{", b"{" + extra, 1)
+    request = PARSERS[Endpoint.CHAT](Endpoint.CHAT, body, 1024)
+    deployment = _openai_deployment(max_output_tokens=4096)
+    _, upstream = codec_for(request, deployment).request(request, deployment)
+    doc = msgspec.json.decode(upstream)
+    assert doc == {**msgspec.json.decode(body), "model": "gpt-up", **expected}
 
 
 def test_a_translated_messages_stream_starts_with_the_prompt_estimate() -> None:

@@ -292,7 +292,8 @@ def first_final_status(stream: bytes) -> int | None:
             return None
         if not code.startswith(b"1"):
             return int(code)
-        ends = [i for i in (rest.find(b"\r\n\r\n"), rest.find(b"\n\n")) if i >= 0]
+        # a blank line ends the head, whichever line ends around it (llhttp takes bare LFs)
+        ends = [i for i in (rest.find(b"\n\r\n"), rest.find(b"\n\n")) if i >= 0]
         if not ends:
             return None
         rest = rest[min(ends) :].lstrip(b"\r\n")

@@ -120,6 +120,16 @@ def test_a_done_event_ends_the_stream(event: bytes) -> None:
     assert tap.completed and out == chunk("a") + event
 
 
+def test_a_done_event_after_others_naming_done_in_the_same_chunk_ends_the_stream() -> None:
+    lookalikes = b'data: {"x": "[DONE]"}\n\n: [DONE]\n\n\ndata: [DONE]x\n\n'
+    tap = OpenAIStreamTap(hide_usage_chunk=True)
+    run(tap, [chunk("a") + lookalikes])
+    assert not tap.completed
+    tap = OpenAIStreamTap(hide_usage_chunk=True)
+    run(tap, [chunk("a") + lookalikes + b"\ndata: [DONE]\n\n"])
+    assert tap.completed
+
+
 @pytest.mark.parametrize(
     "usage",
     [
@@ -184,6 +194,60 @@ def test_events_up_to_the_bound_are_read() -> None:
     out = run(tap, [*one_byte_chunks(b"".join(events))[:50], b"".join(events)[50:]])
     assert out == events[0] + DONE
     assert tap.usage == (12, 5)
+
+
+def null_usage_stream(*texts: str) -> list[bytes]:
+    """As OpenAI streams with include_usage: `"usage":null` in every chunk, then the usage."""
+    chunks = []
+    for text in texts:
+        choice = {"index": 0, "delta": {"content": text}, "finish_reason": None}
+        chunks.append(data({"id": "c1", "object": "chat.completion.chunk", "usage": None,
+                            "choices": [choice]}))  # fmt: skip
+    return [*chunks, usage_chunk(USAGE), DONE]
+
+
+def _cuts(whole: bytes, step: int) -> list[bytes]:
+    return [whole[i : i + step] for i in range(0, len(whole), step)]
+
+
+@pytest.mark.parametrize("hide", [True, False])
+@pytest.mark.parametrize("step", [1, 7, 64, 300, 100_000])
+def test_a_stream_with_a_null_usage_in_every_chunk_reads_only_the_usage_chunk(
+    hide: bool, step: int
+) -> None:
+    events = null_usage_stream("Hel", 'lo "usage":{1}', "usage", "")
+    tap = OpenAIStreamTap(hide_usage_chunk=hide)
+    out = run(tap, _cuts(b"".join(events), step))
+    kept = [e for e in events if not (hide and e == usage_chunk(USAGE))]
+    assert out == b"".join(kept)
+    assert tap.completed and tap.usage == (12, 5)
+
+
+ODD_STREAMS = [
+    b"".join(null_usage_stream("a", "b")).replace(b"\n\n", b"\r\n\r\n"),
+    b"".join(null_usage_stream("a", "b")).replace(b"\n\n", b"\n\n\n"),
+    b"\n\n" + b"".join(null_usage_stream("a")),
+    b"".join(null_usage_stream("a")).replace(b'"usage":null', b'"usage": null'),
+    b"".join(null_usage_stream("a")).replace(b'{"id"', b'{"x":{"usage":{"prompt_tokens":1}},"id"'),
+    b"".join(null_usage_stream("a")).replace(b"data: {", b'event: x\ndata: {"usage":7,', 1),
+    b'data: {"choices":[],"usage":null,"x":' + b"1" * 50 + b"}\r\n\r\n" + usage_chunk(USAGE),
+    usage_chunk(USAGE) + usage_chunk({"prompt_tokens": 3, "completion_tokens": 4}) + DONE,
+    b': comment with "usage":{}\n\n' + b"".join(null_usage_stream("a")),
+]
+
+
+@pytest.mark.parametrize("whole", ODD_STREAMS)
+@pytest.mark.parametrize("hide", [True, False])
+@pytest.mark.parametrize("step", [1, 5, 100_000])
+def test_reading_only_the_usage_events_relays_what_reading_every_event_relays(
+    whole: bytes, hide: bool, step: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast = OpenAIStreamTap(hide_usage_chunk=hide)
+    fast_out = run(fast, _cuts(whole, step))
+    monkeypatch.setattr("gateway.api.stream_taps._rejoins", lambda complete: False)
+    every = OpenAIStreamTap(hide_usage_chunk=hide)
+    assert fast_out == run(every, _cuts(whole, step))
+    assert (fast.usage, fast.completed) == (every.usage, every.completed)
 
 
 # -- Anthropic --------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import msgspec
 import pytest
@@ -248,3 +249,30 @@ def test_the_text_line_names_the_error(text_lines: io.StringIO) -> None:
     assert " keyway.access POST /v1/chat/completions 200 5.0ms request_id=r1 " in first
     assert first.endswith(" tokens=21/6 error=upstream_cut")
     assert second.endswith(" tokens=-1/-1")  # no error, no `error=`
+
+
+@pytest.mark.parametrize(
+    "now",
+    [
+        1_796_688_878.0,
+        1_796_688_878.0004999,
+        1_796_688_878.9994999,
+        1_796_688_878.9999995,  # rounds up into the next second, as datetime does
+        1_796_688_878.123456,
+        0.5,
+        -0.0000004,
+        -86_400.9999996,
+    ],
+)
+def test_access_line_timestamps_read_as_the_formatters_write_them(now: float) -> None:
+    """Formatted once a second, the stamps still say what logging's asctime (text) and
+    JsonFormatter's ts (json) say for the same moment, down to the millisecond."""
+    stamps = access_log._Stamps()
+    for moment in (now - 1, now, now):  # a fresh second, then the one already formatted
+        assert (
+            stamps.local(moment)
+            == datetime.fromtimestamp(moment).strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+        )
+        assert stamps.utc(moment) == datetime.fromtimestamp(moment, UTC).isoformat(
+            timespec="milliseconds"
+        )

@@ -37,13 +37,13 @@ _PATHS = {
 }
 
 _PREPARE = {
-    ("chat", "openai"): ("gateway.api.codecs", ("decode_body",)),
+    ("chat", "openai"): ("gateway.api.codecs", ("decode_body", "rename_model")),
     ("chat", "anthropic"): ("gateway.api.codecs", ("openai_chat_to_anthropic",)),
-    ("completions", "openai"): ("gateway.api.codecs", ("decode_body",)),
-    ("embeddings", "openai"): ("gateway.api.codecs", ("decode_body",)),
-    ("responses", "openai"): ("gateway.api.codecs", ("decode_body",)),
+    ("completions", "openai"): ("gateway.api.codecs", ("decode_body", "rename_model")),
+    ("embeddings", "openai"): ("gateway.api.codecs", ("decode_body", "rename_model")),
+    ("responses", "openai"): ("gateway.api.codecs", ("decode_body", "rename_model")),
     ("responses", "anthropic"): ("gateway.api.codecs", ("responses_to_anthropic",)),
-    ("messages", "anthropic"): ("gateway.api.codecs", ("decode_body",)),
+    ("messages", "anthropic"): ("gateway.api.codecs", ("decode_body", "rename_model")),
     ("messages", "openai"): ("gateway.api.codecs", ("anthropic_to_openai_chat",)),
 }
 """What turns the client's body into the upstream's for each pairing (every alias is renamed):
