@@ -32,7 +32,6 @@ from gateway.errors import (
     NotFound,
     anthropic_error_body,
     openai_error_body,
-    upstream_redirect,
 )
 from gateway.providers.adapters import Endpoint
 from gateway.routing.router import Job, RequestOwner, UpstreamRejection
@@ -177,12 +176,7 @@ class RoutedEndpoint:
             except ClientGone:
                 record.status, record.error = CLIENT_GONE, "client_gone"
                 return
-            except UpstreamRejection as rejection:
-                if rejection.status < 400:  # a redirect is no refusal of the request: a 502
-                    redirect = upstream_redirect(rejection.status)
-                    record.status, record.error = redirect.status, redirect.code or ""
-                    await send_error(send, redirect, base_headers, anthropic=self.anthropic)
-                    return
+            except UpstreamRejection as rejection:  # a 4xx (a 3xx is the key's failure: attempt.py)
                 record.status, record.error = rejection.status, "upstream_rejected"
                 await send_bytes(
                     send, rejection.status, self._rejection_body(rejection), base_headers
